@@ -1,0 +1,5 @@
+import sys
+
+from qcn_lsp.cli import main
+
+sys.exit(main())

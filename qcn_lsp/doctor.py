@@ -1,0 +1,242 @@
+"""`qcn-lsp doctor`: what this machine has, and what to do about each problem."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qcn_lsp.settings import default_values
+
+PINNED_LLAMA_CPP = "0.3.36"
+
+
+@dataclass
+class Finding:
+    ok: bool
+    what: str
+    fix: str = ""
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _check_python() -> Finding:
+    ok = sys.version_info >= (3, 11)
+    return Finding(
+        ok,
+        f"Python {platform.python_version()} ({sys.executable})",
+        "" if ok else "qcn-lsp needs Python 3.11 or newer",
+    )
+
+
+def _check_llama_cpp() -> list[Finding]:
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return [
+            Finding(
+                False,
+                "llama-cpp-python is not installed",
+                f"pip install llama-cpp-python=={PINNED_LLAMA_CPP} (compiles ~10 min)",
+            )
+        ]
+    findings = [
+        Finding(
+            version == PINNED_LLAMA_CPP,
+            f"llama-cpp-python {version}",
+            ""
+            if version == PINNED_LLAMA_CPP
+            else f"the checkpoint cache relies on the state API of {PINNED_LLAMA_CPP}: "
+            f"pip install llama-cpp-python=={PINNED_LLAMA_CPP}",
+        )
+    ]
+    try:
+        import llama_cpp
+    except Exception as exc:  # a broken native build raises OSError and friends
+        findings.append(
+            Finding(
+                False,
+                f"llama_cpp does not import: {exc}",
+                "reinstall: pip install --force-reinstall --no-cache-dir "
+                f"llama-cpp-python=={PINNED_LLAMA_CPP}",
+            )
+        )
+        return findings
+    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    system = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+    findings.append(
+        Finding(
+            True,
+            f"llama.cpp build: GPU offload {'yes' if gpu else 'no'}; {system}",
+            ""
+            if gpu
+            else "CPU-only build; for a GPU build reinstall with "
+            "CMAKE_ARGS='-DGGML_CUDA=on' (or -DGGML_METAL=on, -DGGML_VULKAN=on)",
+        )
+    )
+    return findings
+
+
+GRAMMAR_MODULES = {
+    "python": "tree_sitter_python",
+    "javascript": "tree_sitter_javascript",
+    "typescript": "tree_sitter_typescript",
+    "go": "tree_sitter_go",
+    "rust": "tree_sitter_rust",
+    "java": "tree_sitter_java",
+    "c": "tree_sitter_c",
+    "cpp": "tree_sitter_cpp",
+}
+
+
+def _check_grammars() -> Finding:
+    have, missing = [], []
+    for language, module in GRAMMAR_MODULES.items():
+        try:
+            importlib.import_module(module)
+            have.append(language)
+        except ImportError:
+            missing.append(language)
+    return Finding(
+        not missing,
+        f"tree-sitter grammars: {', '.join(have) or 'none'}"
+        + (f"; missing: {', '.join(missing)}" if missing else ""),
+        ""
+        if not missing
+        else "pip install " + " ".join(GRAMMAR_MODULES[m].replace("_", "-") for m in missing),
+    )
+
+
+def _check_model(model: Path | None, load: bool, context_length: int) -> list[Finding]:
+    from engine.gguf_info import GGUFInfoError, read_gguf_info
+
+    if model is None:
+        return [
+            Finding(
+                False,
+                "no model configured",
+                "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
+                "setting; for a test model: qcn-lsp make-test-model model.gguf",
+            )
+        ]
+    try:
+        info = read_gguf_info(model)
+    except GGUFInfoError as exc:
+        return [
+            Finding(
+                False,
+                str(exc),
+                "point model.path at a complete .gguf file "
+                "(re-download it if the size differs from the published one)",
+            )
+        ]
+    findings = [
+        Finding(
+            True,
+            f"model {info.path} ({_human_bytes(info.size_bytes)}), "
+            f"architecture {info.architecture}, {info.name or 'unnamed'}",
+        )
+    ]
+    if info.block_count is not None:
+        findings.append(
+            Finding(
+                True,
+                f"layers: {info.block_count} ({info.recurrent_layers} "
+                f"recurrent/DeltaNet + {info.attention_layers} attention); "
+                f"{'hybrid: checkpoint cache on' if info.hybrid else 'plain transformer'}",
+            )
+        )
+    if not info.fim_tokens:
+        findings.append(
+            Finding(
+                False,
+                "the vocabulary has no FIM tokens",
+                "inline completion needs a coder model with <|fim_prefix|> tokens",
+            )
+        )
+    estimate = info.memory_estimate_bytes(context_length)
+    findings.append(
+        Finding(
+            True,
+            f"memory estimate at {context_length} tokens: "
+            f"{_human_bytes(estimate)} (weights {_human_bytes(info.size_bytes)}"
+            f", KV {_human_bytes((info.kv_bytes_per_token or 0) * context_length)}"
+            f", recurrent state {_human_bytes(info.recurrent_state_bytes or 0)})",
+        )
+    )
+    if load:
+        findings.append(_try_load(info.path, context_length))
+    return findings
+
+
+def _try_load(path: Path, context_length: int) -> Finding:
+    try:
+        import llama_cpp
+    except Exception as exc:
+        return Finding(
+            False,
+            f"cannot load the model: llama_cpp unavailable ({exc})",
+            "fix llama-cpp-python first (see above)",
+        )
+    started = time.perf_counter()
+    try:
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=min(context_length, 4096), verbose=False)
+    except Exception as exc:
+        return Finding(
+            False,
+            f"llama.cpp could not load the model: {exc}",
+            "check that the file is complete and that llama-cpp-python "
+            f"{PINNED_LLAMA_CPP} supports its architecture",
+        )
+    try:
+        hybrid = bool(llama_cpp.llama_model_is_hybrid(llm.model))
+    finally:
+        llm.close()
+    return Finding(
+        True,
+        f"loads in llama.cpp in {time.perf_counter() - started:.2f} s; "
+        f"llama_model_is_hybrid={hybrid}",
+    )
+
+
+def _check_cache(cache_dir: Path) -> Finding:
+    if not cache_dir.exists():
+        return Finding(True, f"cache directory {cache_dir} (not created yet)")
+    size = sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file())
+    writable = os.access(cache_dir, os.W_OK)
+    return Finding(
+        writable,
+        f"cache directory {cache_dir}: {_human_bytes(size)}",
+        "" if writable else f"make {cache_dir} writable or set `cache.dir`",
+    )
+
+
+def run_doctor(model: Path | None, cache_dir: Path | None, load: bool = True) -> int:
+    defaults = default_values()
+    model = model or (Path(defaults["model.path"]) if defaults["model.path"] else None)
+    cache_dir = cache_dir or Path(defaults["cache.dir"])
+    findings = [
+        _check_python(),
+        *_check_llama_cpp(),
+        _check_grammars(),
+        *_check_model(model, load, defaults["model.contextLength"]),
+        _check_cache(cache_dir),
+    ]
+    for finding in findings:
+        print(f"[{'ok' if finding.ok else '!!'}] {finding.what}")
+        if finding.fix:
+            print(f"     -> {finding.fix}")
+    problems = sum(not f.ok for f in findings)
+    print(f"\n{problems} problem(s) found." if problems else "\nAll good.")
+    return 1 if problems else 0

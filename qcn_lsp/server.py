@@ -1,0 +1,109 @@
+"""The one server object: settings, shared services and the protocol guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+
+from qcn_lsp import __version__
+from qcn_lsp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SettingsListener = Callable[["QcnServer", set[str]], None]
+
+
+class _AnsweredRequest:
+    """Stands in for a request that was already answered with an error while decoding."""
+
+    jsonrpc = "answered"
+
+
+class QcnProtocol(LanguageServerProtocol):
+    """pygls' protocol, except that every request gets an answer.
+
+    pygls 2.1 drops requests whose params cannot be deserialized without answering them, so an
+    editor waiting on one would hang. Here they get InvalidParams (-32602) naming the method.
+    """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if "id" in data and "method" in data:
+                detail = exc.__cause__ or exc
+                error = types.ResponseError(
+                    code=exc.code,
+                    message=f"invalid params for {data['method']}: {_first_line(detail)}",
+                )
+                self._send_response(data["id"], error=error)
+                return _AnsweredRequest()
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _AnsweredRequest):
+            return
+        super().handle_message(message)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+class QcnServer(LanguageServer):
+    """qcn-lsp's language server: features register themselves on it (qcn_lsp.features)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            name="qcn-lsp",
+            version=__version__,
+            protocol_cls=QcnProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
+        self.settings = Settings()
+        self._settings_listeners: list[SettingsListener] = []
+
+    def on_settings_changed(self, listener: SettingsListener) -> None:
+        """Call `listener(server, changed_keys)` whenever effective settings change."""
+        self._settings_listeners.append(listener)
+
+    def apply_settings(self, raw: Any, source: str) -> None:
+        """Merge `raw` into the settings, warn about what was ignored, notify listeners."""
+        new, warnings = self.settings.merged(raw, source)
+        for warning in warnings:
+            logger.warning(warning)
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Warning, message=f"qcn-lsp: {warning}"
+                )
+            )
+        changed = new.changed_keys(self.settings)
+        self.settings = new
+        # The effective settings, in the editor's LSP log: the first thing to look at when
+        # something behaves unexpectedly.
+        self.window_log_message(
+            types.LogMessageParams(
+                type=types.MessageType.Info,
+                message=f"qcn-lsp settings: {json.dumps(new.values, sort_keys=True)}",
+            )
+        )
+        if changed:
+            logger.info("settings changed: %s", ", ".join(sorted(changed)))
+            for listener in self._settings_listeners:
+                listener(self, changed)
+
+
+def create_server() -> QcnServer:
+    from qcn_lsp.features import register_all
+
+    server = QcnServer()
+    register_all(server)
+    return server

@@ -1,0 +1,118 @@
+"""The server starts over stdio, initializes with settings, syncs documents, shuts down."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+
+from tests.lsp_helpers import effective_settings, lsp_session, server_env
+from tests.raw_lsp import RawLspProcess
+
+
+@pytest.mark.parametrize("profile", ["visual_studio_code", "neovim"])
+async def test_initialize_and_shutdown(profile: str) -> None:
+    async with lsp_session(profile=profile) as (client, result):
+        assert result.server_info is not None and result.server_info.name == "qcn-lsp"
+        sync = result.capabilities.text_document_sync
+        assert isinstance(sync, types.TextDocumentSyncOptions)
+        assert sync.change == types.TextDocumentSyncKind.Incremental
+        assert sync.open_close
+        assert not client.messages, client.messages
+
+
+async def test_incremental_sync_and_settings_from_all_sources(tmp_path: Path) -> None:
+    async with lsp_session(
+        initialization_options={"completion": {"maxTokens": 33}},
+        configuration={"qcn": {"context": {"budgetTokens": 2048}}},
+        workspace=tmp_path,
+    ) as (client, _):
+        await effective_settings(client, completion__maxTokens=33, context__budgetTokens=2048)
+
+        uri = (tmp_path / "a.py").as_uri()
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text="def f():\n    return 1\n"
+                )
+            )
+        )
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                content_changes=[
+                    types.TextDocumentContentChangePartial(
+                        range=types.Range(
+                            start=types.Position(line=1, character=11),
+                            end=types.Position(line=1, character=12),
+                        ),
+                        text="42",
+                    )
+                ],
+            )
+        )
+        client.set_configuration({"qcn": {"completion": {"temperature": 0.5}}})
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+        await effective_settings(client, completion__temperature=0.5, completion__maxTokens=33)
+        assert not client.messages, client.messages
+
+
+async def test_bad_settings_warn_and_never_crash() -> None:
+    async with lsp_session(
+        initialization_options={
+            "model": {"contextLength": "big", "threadz": 4},
+            "completion.temperature": True,
+            "backend": {"kind": "cloud"},
+        },
+    ) as (client, _):
+        settings = await effective_settings(client)
+        warnings = "\n".join(m.message for m in client.messages)
+        for key in (
+            "model.contextLength",
+            "model.threadz",
+            "completion.temperature",
+            "backend.kind",
+        ):
+            assert key in warnings
+        assert all(m.type == types.MessageType.Warning for m in client.messages)
+        assert settings["model.contextLength"] == 32768
+        assert settings["backend.kind"] == "local"
+
+
+def test_malformed_request_params_get_an_error() -> None:
+    server = RawLspProcess()
+    try:
+        server.initialize()
+        for method, params in [
+            ("textDocument/hover", 5),
+            ("textDocument/codeAction", "not an object"),
+            ("textDocument/completion", [1, 2]),
+        ]:
+            response = server.request(method, params)
+            assert response["error"]["code"] == -32602, response
+            assert method in response["error"]["message"]
+        assert server.request("no/suchMethod", {})["error"]["code"] == -32601
+    finally:
+        assert server.close() == 0
+
+
+def test_cli_help_and_stdout_is_protocol_only() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "qcn_lsp", "--help"],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        check=True,
+    ).stdout
+    for command in ("make-test-model", "doctor", "index", "context", "--tcp"):
+        assert command in out
+    for sub in ("make-test-model", "doctor", "index", "context"):
+        subprocess.run(
+            [sys.executable, "-m", "qcn_lsp", sub, "--help"],
+            capture_output=True,
+            env=server_env(),
+            check=True,
+        )
