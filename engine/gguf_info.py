@@ -14,8 +14,22 @@ GGUF_MAGIC = b"GGUF"
 # Architectures whose layers mix a recurrent state with attention, or are purely recurrent:
 # on these a partial `seq_rm` fails and the engine needs checkpoints.
 RECURRENT_ARCHS = frozenset(
-    {"qwen3next", "qwen35", "qwen35moe", "mamba", "mamba2", "rwkv6", "rwkv7", "arwkv7",
-     "jamba", "falcon-h1", "granitehybrid", "lfm2", "plamo2", "nemotron_h"}
+    {
+        "qwen3next",
+        "qwen35",
+        "qwen35moe",
+        "mamba",
+        "mamba2",
+        "rwkv6",
+        "rwkv7",
+        "arwkv7",
+        "jamba",
+        "falcon-h1",
+        "granitehybrid",
+        "lfm2",
+        "plamo2",
+        "nemotron_h",
+    }
 )
 
 
@@ -69,7 +83,9 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     try:
         reader = GGUFReader(path, "r")
     except Exception as exc:  # the gguf package raises assorted errors on truncated files
-        raise GGUFInfoError(f"{path}: unreadable GGUF header ({exc}); the file may be truncated") from exc
+        raise GGUFInfoError(
+            f"{path}: unreadable GGUF header ({exc}); the file may be truncated"
+        ) from exc
 
     arch = str(_field(reader, "general.architecture") or "")
     if not arch:

@@ -1,0 +1,62 @@
+"""The interface every text-generation backend offers to the language server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engine.params import GenerationParams
+from engine.report import RequestReport
+from engine.segments import Prompt
+
+Lane = Literal["interactive", "background"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    arch: str
+    layers: int
+    hybrid: bool
+    n_ctx_train: int
+    n_ctx: int
+    path: str
+    recurrent: bool = False
+    n_vocab: int = 0
+
+
+class Generation(Protocol):
+    """Async iterator of text deltas. Iterating a cancelled generation raises
+    asyncio.CancelledError; errors raised by the backend surface from iteration too."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def __anext__(self) -> str: ...
+
+    def cancel(self) -> None: ...
+
+    @property
+    def report(self) -> RequestReport | None: ...
+
+    async def text(self) -> str: ...
+
+
+class Backend(Protocol):
+    async def start(self) -> None: ...
+
+    def stream(
+        self,
+        prompt: Prompt,
+        params: GenerationParams,
+        *,
+        key: str | None = None,
+        lane: Lane = "interactive",
+    ) -> Generation: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def info(self) -> ModelInfo: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,227 @@
+"""Qwen3-Coder prompt formats: repo-level fill-in-the-middle and ChatML chat with tools.
+
+Both render to a `Prompt` whose segments are ordered by stability, so the checkpoint cache
+keeps everything up to the first segment that changed:
+
+- FIM: repository context (REPO) -> the current file up to a local window (FILE_PREFIX) ->
+  the window up to the cursor (LOCAL) -> `<|fim_suffix|>` + the text after the cursor +
+  `<|fim_middle|>` (TAIL). A keystroke changes LOCAL and TAIL only.
+- Chat: system prompt and tool descriptions (SYSTEM) -> the conversation (FILE_PREFIX, which
+  only grows by appends during a tool loop) -> the assistant header (TAIL).
+
+A GGUF that carries its own chat template (`tokenizer.chat_template`) is rendered with that
+template; the project's rendering below is used otherwise (the generated test models carry
+none). Both produce the `qwen3_coder` XML tool-call format that `engine.toolcalls` parses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.segments import Prompt, PromptSegment, SegmentKind
+
+FIM_PREFIX = "<|fim_prefix|>"
+FIM_SUFFIX = "<|fim_suffix|>"
+FIM_MIDDLE = "<|fim_middle|>"
+FIM_PAD = "<|fim_pad|>"
+REPO_NAME = "<|repo_name|>"
+FILE_SEP = "<|file_sep|>"
+END_OF_TEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+
+# Text after which a fill-in-the-middle answer is over: the model moves on to another file,
+# another FIM section or ends the document.
+FIM_STOPS: tuple[str, ...] = (
+    END_OF_TEXT,
+    FIM_PAD,
+    FILE_SEP,
+    REPO_NAME,
+    FIM_PREFIX,
+    FIM_SUFFIX,
+    FIM_MIDDLE,
+    IM_END,
+)
+CHAT_STOPS: tuple[str, ...] = (IM_END, END_OF_TEXT)
+
+# The local window starts on a grid of this many characters (then backs up to a line start),
+# so its boundary, and with it the FILE_PREFIX segment, stays put while the user types.
+WINDOW_GRID_DIVISOR = 2
+DEFAULT_SUFFIX_CHARS = 2_000
+
+
+def local_window_start(prefix: str, window_chars: int) -> int:
+    """Where the LOCAL segment starts in `prefix`: at a line start at least `window_chars`
+    before the cursor, snapped to a grid so that typing does not move it."""
+    if window_chars <= 0 or len(prefix) <= window_chars:
+        return 0
+    step = max(1, window_chars // WINDOW_GRID_DIVISOR)
+    anchor = ((len(prefix) - window_chars) // step) * step
+    return prefix.rfind("\n", 0, anchor) + 1
+
+
+def clip_suffix(suffix: str, max_chars: int) -> str:
+    """The text after the cursor, cut at a line end within `max_chars` (it is re-read on every
+    keystroke, so it is kept short)."""
+    if len(suffix) <= max_chars:
+        return suffix
+    cut = suffix.rfind("\n", 0, max_chars)
+    return suffix[: cut + 1] if cut >= 0 else suffix[:max_chars]
+
+
+def repo_context_text(repo_name: str, files: Sequence[tuple[str, str]]) -> str:
+    parts = [f"{REPO_NAME}{repo_name}\n"]
+    for path, content in files:
+        body = content if content.endswith("\n") or not content else content + "\n"
+        parts.append(f"{FILE_SEP}{path}\n{body}")
+    return "".join(parts)
+
+
+def fim_prompt(
+    repo_name: str,
+    files: Sequence[tuple[str, str]],
+    path: str,
+    prefix: str,
+    suffix: str,
+    *,
+    local_window_chars: int = 1_500,
+    suffix_chars: int = DEFAULT_SUFFIX_CHARS,
+) -> Prompt:
+    """Repo-level FIM for the cursor between `prefix` and `suffix` of the file at `path`.
+
+    `files` are (path, content) pairs of repository context, most stable first."""
+    start = local_window_start(prefix, local_window_chars)
+    return Prompt(
+        (
+            PromptSegment(repo_context_text(repo_name, files), SegmentKind.REPO),
+            PromptSegment(
+                f"{FILE_SEP}{path}\n{FIM_PREFIX}{prefix[:start]}", SegmentKind.FILE_PREFIX
+            ),
+            PromptSegment(prefix[start:], SegmentKind.LOCAL),
+            PromptSegment(
+                f"{FIM_SUFFIX}{clip_suffix(suffix, suffix_chars)}{FIM_MIDDLE}", SegmentKind.TAIL
+            ),
+        )
+    )
+
+
+# -- chat ----------------------------------------------------------------------------------------
+
+TOOL_CALL_INSTRUCTIONS = """\
+To call a function, reply with one or more blocks of exactly this form and nothing after them:
+
+<tool_call>
+<function=FUNCTION_NAME>
+<parameter=PARAMETER_NAME>
+value, which may span several lines
+</parameter>
+</function>
+</tool_call>
+
+Give every required parameter. Reasoning, if any, goes before the first call. When no function
+fits, answer in plain text."""
+
+
+def _function_schema(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+    """OpenAI-style `{"type": "function", "function": {...}}` or the bare function object."""
+    inner = tool.get("function")
+    return inner if isinstance(inner, Mapping) else tool
+
+
+def render_tools(tools: Sequence[Mapping[str, Any]]) -> str:
+    """Tool descriptions in the XML layout Qwen3-Coder was trained to read."""
+    lines = ["# Tools", "", "You have access to the following functions:", "", "<tools>"]
+    for tool in tools:
+        function = _function_schema(tool)
+        parameters = function.get("parameters") or {}
+        lines += ["<function>", f"<name>{function.get('name', '')}</name>"]
+        if function.get("description"):
+            lines.append(f"<description>{function['description']}</description>")
+        lines.append("<parameters>")
+        for name, schema in (parameters.get("properties") or {}).items():
+            lines += ["<parameter>", f"<name>{name}</name>"]
+            if "type" in schema:
+                lines.append(f"<type>{schema['type']}</type>")
+            if schema.get("description"):
+                lines.append(f"<description>{schema['description']}</description>")
+            lines.append("</parameter>")
+        if parameters.get("required"):
+            lines.append(f"<required>{json.dumps(list(parameters['required']))}</required>")
+        lines += ["</parameters>", "</function>"]
+    lines += ["</tools>", "", TOOL_CALL_INSTRUCTIONS]
+    return "\n".join(lines)
+
+
+def _turn(role: str, content: str) -> str:
+    return f"{IM_START}{role}\n{content}{IM_END}\n"
+
+
+def _conversation_turn(message: Mapping[str, str]) -> str:
+    role = message.get("role", "user")
+    content = message.get("content", "")
+    if role == "tool":
+        # Tool results travel as a user turn, each wrapped as the model expects.
+        return _turn("user", f"<tool_response>\n{content}\n</tool_response>")
+    return _turn(role, content)
+
+
+def chat_prompt(
+    messages: Sequence[Mapping[str, str]],
+    tools: Sequence[Mapping[str, Any]] = (),
+    *,
+    chat_template: str | None = None,
+) -> Prompt:
+    """ChatML prompt ending with the assistant header.
+
+    Roles: system, user, assistant, tool. With `chat_template` (the GGUF's own Jinja
+    template) the whole conversation is rendered by it as one stable-first pair of segments."""
+    if chat_template:
+        return _templated_prompt(messages, tools, chat_template)
+    system = [m.get("content", "") for m in messages if m.get("role") == "system"]
+    system_text = "\n\n".join(part for part in system if part)
+    if tools:
+        system_text = (
+            f"{system_text}\n\n{render_tools(tools)}" if system_text else render_tools(tools)
+        )
+    segments = []
+    if system_text:
+        segments.append(PromptSegment(_turn("system", system_text), SegmentKind.SYSTEM))
+    history = "".join(_conversation_turn(m) for m in messages if m.get("role") != "system")
+    segments.append(PromptSegment(history, SegmentKind.FILE_PREFIX))
+    segments.append(PromptSegment(f"{IM_START}assistant\n", SegmentKind.TAIL))
+    return Prompt(tuple(segments))
+
+
+class ChatTemplateError(ValueError):
+    """The model's own chat template refused the conversation."""
+
+
+def _template_error(message: str) -> None:
+    raise ChatTemplateError(f"the model's chat template refused the conversation: {message}")
+
+
+def _templated_prompt(
+    messages: Sequence[Mapping[str, str]], tools: Sequence[Mapping[str, Any]], template: str
+) -> Prompt:
+    # jinja2 comes with llama-cpp-python; sandboxed because the template is model-file data.
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    environment.globals["raise_exception"] = _template_error
+    compiled = environment.from_string(template)
+    rendered = compiled.render(
+        messages=[dict(m) for m in messages],
+        tools=[dict(t) for t in tools] or None,
+        add_generation_prompt=True,
+        bos_token="",
+        eos_token=END_OF_TEXT,
+    )
+    # Everything but the final assistant header is history that later rounds only extend.
+    header = f"{IM_START}assistant\n"
+    if rendered.endswith(header):
+        return Prompt.of(
+            (rendered[: -len(header)], SegmentKind.FILE_PREFIX), (header, SegmentKind.TAIL)
+        )
+    return Prompt.of((rendered, SegmentKind.FILE_PREFIX))

@@ -1,0 +1,212 @@
+"""Full state snapshots on disk, so that an editor restart does not pay the repository prefill.
+
+Entries live in a `diskcache.Cache` and are keyed by the model file's identity (path, size,
+mtime, hash of its first MiB), the llama-cpp-python version, the context configuration and the
+token prefix (length + digest). Each value is `header + state`; the header repeats the key
+fields and carries a CRC32 of the state, so a corrupt or mismatched entry is detected, deleted
+and never loaded. Writes run on a thread of their own: the llama worker only copies the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import struct
+import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from engine.host import LLAMA_CPP_VERSION, StateBytes
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"QCNSTATE1"
+_HEADER_LEN = struct.Struct("<I")
+
+
+def model_identity(path: Path) -> str:
+    """Changes whenever the model file is replaced or rewritten."""
+    stat = path.stat()
+    with path.open("rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{head}"
+
+
+class _HeaderThenData(io.RawIOBase):
+    """A read-only stream of header + data, so diskcache can write both without a joined copy."""
+
+    def __init__(self, header: bytes, data: StateBytes) -> None:
+        self._parts = [memoryview(header), memoryview(data)]
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        while self._parts and self._offset >= len(self._parts[0]):
+            self._parts.pop(0)
+            self._offset = 0
+        if not self._parts:
+            return 0
+        chunk = self._parts[0][self._offset : self._offset + len(target)]
+        target[: len(chunk)] = chunk
+        self._offset += len(chunk)
+        return len(chunk)
+
+
+class StateStore:
+    """Persisted full snapshots for one model + context configuration.
+
+    An entry is identified by (n_tokens, digest of the token prefix [0, n_tokens)). A small
+    index of the entries of this scope lets a request find the longest persisted prefix of its
+    prompt without knowing in advance where earlier sessions took their snapshots.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        model_path: Path,
+        context_signature: str,
+        size_limit: int,
+        max_entries: int = 32,
+    ) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
+        self._scope = "|".join([model_identity(model_path), LLAMA_CPP_VERSION, context_signature])
+        self._index_key = "index-" + hashlib.sha256(self._scope.encode()).hexdigest()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        stored = self._cache.get(self._index_key, default=[])
+        self._index: list[tuple[int, bytes]] = [
+            (int(n), bytes.fromhex(d)) for n, d in stored if isinstance(n, int)
+        ]
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcn-state-writer")
+        self._pending: set[str] = set()
+        self.loads = 0
+        self.rejected = 0
+        self.writes = 0
+
+    def _key(self, digest: bytes, n_tokens: int) -> str:
+        scoped = f"{self._scope}|{n_tokens}|{digest.hex()}".encode()
+        return "state-" + hashlib.sha256(scoped).hexdigest()
+
+    def contains(self, digest: bytes, n_tokens: int) -> bool:
+        key = self._key(digest, n_tokens)
+        return key in self._pending or key in self._cache
+
+    def candidates(self, above: int, upto: int) -> list[tuple[int, bytes]]:
+        """Persisted (n_tokens, digest) with above < n_tokens <= upto, longest first."""
+        with self._lock:
+            found = [(n, d) for n, d in self._index if above < n <= upto]
+        return sorted(found, key=lambda entry: -entry[0])
+
+    def save_async(self, digest: bytes, n_tokens: int, state: StateBytes) -> Future[None]:
+        """Queue a write; the caller's thread returns at once."""
+        key = self._key(digest, n_tokens)
+        self._pending.add(key)
+        return self._writer.submit(self._save, key, digest, n_tokens, state)
+
+    def _save(self, key: str, digest: bytes, n_tokens: int, state: StateBytes) -> None:
+        try:
+            meta = {
+                "scope": self._scope,
+                "n_tokens": n_tokens,
+                "nbytes": len(state),
+                "crc32": zlib.crc32(state),
+            }
+            meta_bytes = json.dumps(meta).encode()
+            header = MAGIC + _HEADER_LEN.pack(len(meta_bytes)) + meta_bytes
+            self._cache.set(key, _HeaderThenData(header, state), read=True)
+            self._update_index(add=(n_tokens, digest))
+            self.writes += 1
+        except Exception:  # a full disk must not take the engine down
+            logger.exception("could not persist state %s", key)
+        finally:
+            self._pending.discard(key)
+
+    def _update_index(
+        self, *, add: tuple[int, bytes] | None = None, remove: tuple[int, bytes] | None = None
+    ) -> None:
+        with self._lock:
+            entries = [e for e in self._index if e != add and e != remove]
+            if add is not None:
+                entries.append(add)
+            for n, d in entries[: max(0, len(entries) - self._max_entries)]:
+                self._cache.delete(self._key(d, n))
+            self._index = entries[-self._max_entries :]
+            self._cache.set(self._index_key, [(n, d.hex()) for n, d in self._index])
+
+    def load(self, digest: bytes, n_tokens: int) -> memoryview | None:
+        """The state persisted for this prefix, or None (a bad entry is deleted and counted)."""
+        key = self._key(digest, n_tokens)
+        try:
+            handle = self._cache.get(key, default=None, read=True)
+            if handle is None:
+                self._update_index(remove=(n_tokens, digest))  # evicted by the size limit
+                return None
+            with handle:
+                # Read into a writable buffer: llama.cpp reads the state from it in place.
+                blob = bytearray(os.fstat(handle.fileno()).st_size)
+                handle.readinto(blob)
+        except Exception:
+            logger.exception("could not read persisted state %s", key)
+            self.rejected += 1
+            self.drop(digest, n_tokens)
+            return None
+        state = self._verify(blob, n_tokens)
+        if state is None:
+            self.drop(digest, n_tokens)
+            return None
+        self.loads += 1
+        return state
+
+    def _verify(self, blob: bytearray, n_tokens: int) -> memoryview | None:
+        try:
+            if not blob.startswith(MAGIC):
+                raise ValueError("bad magic")
+            offset = len(MAGIC)
+            (meta_len,) = _HEADER_LEN.unpack_from(blob, offset)
+            offset += _HEADER_LEN.size
+            meta = json.loads(bytes(blob[offset : offset + meta_len]))
+            offset += meta_len
+            state = memoryview(blob)[offset:]
+            if meta["scope"] != self._scope or meta["n_tokens"] != n_tokens:
+                raise ValueError("entry made for another model, version or prompt")
+            if meta["nbytes"] != len(state) or meta["crc32"] != zlib.crc32(state):
+                raise ValueError("checksum mismatch (corrupt or truncated)")
+            return state
+        except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
+            logger.warning("dropping persisted state: %s", exc)
+            self.rejected += 1
+            return None
+
+    def drop(self, digest: bytes, n_tokens: int) -> None:
+        self._cache.delete(self._key(digest, n_tokens))
+        self._update_index(remove=(n_tokens, digest))
+
+    def flush(self) -> None:
+        """Wait for queued writes (tests, shutdown)."""
+        self._writer.submit(lambda: None).result()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "entries": len(self._index),
+            "bytes": int(self._cache.volume()),
+            "loads": self.loads,
+            "rejected": self.rejected,
+            "writes": self.writes,
+        }
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._cache.close()

@@ -1,0 +1,43 @@
+"""Prompts as ordered segments of decreasing stability.
+
+The engine tokenizes each segment on its own (and memoizes by text), and keeps a checkpoint at
+every boundary between segments: the caller knows where the stable parts end, the engine never
+guesses it from the text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class SegmentKind(IntEnum):
+    """Stability rank of a segment: lower values change less often."""
+
+    SYSTEM = 0
+    REPO = 1
+    FILE_PREFIX = 2
+    LOCAL = 3
+    TAIL = 4
+
+
+@dataclass(frozen=True)
+class PromptSegment:
+    """A piece of prompt text; special tokens such as `<|fim_prefix|>` are parsed as such."""
+
+    text: str
+    kind: SegmentKind
+
+
+@dataclass(frozen=True)
+class Prompt:
+    segments: tuple[PromptSegment, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(segment.text for segment in self.segments)
+
+    @classmethod
+    def of(cls, *parts: tuple[str, SegmentKind]) -> Prompt:
+        """`Prompt.of((text, kind), ...)`: shorthand used by tests and benchmarks."""
+        return cls(tuple(PromptSegment(text, kind) for text, kind in parts))

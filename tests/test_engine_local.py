@@ -1,0 +1,651 @@
+"""LocalEngine on the tiny random-weight qwen3next model.
+
+The reference for every output is a fresh llama context that prefills the same token sequence
+from position 0 and decodes greedily: whatever the engine restored, trimmed or reused, its
+tokens must be identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import tempfile
+import threading
+import time
+from array import array
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.checkpoints import prefix_digest
+from engine.errors import ContextOverflowError, ModelLoadError
+from engine.host import LlamaSession, LoadedModel, Sampler
+from engine.local import (
+    DELTANET_CHUNK,
+    EngineConfig,
+    LocalEngine,
+    LocalGeneration,
+    _LaneRunner,
+    final_batch_rule,
+)
+from engine.params import GenerationParams
+from engine.persist import StateStore
+from engine.report import RequestReport
+from engine.segments import Prompt, SegmentKind
+from engine.testmodel import write_test_model
+
+K = SegmentKind
+N_BATCH = 64
+INTERVAL = 32
+GREEDY = GenerationParams(max_tokens=5)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_test_model(tmp_path_factory.mktemp("model") / "tiny.gguf", preset="tiny")
+
+
+def _config(model_path: Path, **overrides: Any) -> EngineConfig:
+    values: dict[str, Any] = {
+        "model_path": model_path,
+        "n_ctx": 4096,
+        "n_threads": 2,
+        "checkpoint_interval": INTERVAL,
+        "prefill_chunk": N_BATCH,
+        "background_n_ctx": 4096,
+    }
+    values.update(overrides)
+    return EngineConfig(**values)
+
+
+@pytest.fixture
+async def engine(model_path: Path) -> AsyncIterator[LocalEngine]:
+    engine = LocalEngine(_config(model_path))
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+def _tokens(runner: _LaneRunner, prompt: Prompt) -> array[int]:
+    tokens = array("i")
+    for segment in prompt.segments:
+        tokens.extend(runner.model.tokenize(segment.text))
+    return tokens
+
+
+def reference_tokens(model: LoadedModel, tokens: array[int], max_tokens: int) -> list[int]:
+    """Greedy continuation after a full prefill in a fresh context."""
+    session = LlamaSession(model, n_ctx=4096, n_batch=N_BATCH, n_threads=2)
+    sampler = Sampler(temperature=0, top_k=0, top_p=1.0, min_p=0.0, seed=0)
+    try:
+        for start in range(0, len(tokens), N_BATCH):
+            chunk = tokens[start : start + N_BATCH]
+            session.decode(chunk, start, logits_last=start + len(chunk) == len(tokens))
+        out: list[int] = []
+        for _ in range(max_tokens):
+            token = sampler.sample(session)
+            if model.is_eog(token):
+                break
+            out.append(token)
+            session.decode([token], len(tokens) + len(out) - 1, logits_last=True)
+        return out
+    finally:
+        sampler.close()
+        session.close()
+
+
+async def _reference(engine: LocalEngine, prompt: Prompt, max_tokens: int) -> list[int]:
+    runner = engine._runner("interactive")
+    tokens = _tokens(runner, prompt)
+    # On the worker thread: llama contexts are not thread-safe, and this keeps one at a time.
+    future = runner.executor.submit(reference_tokens, runner.model, tokens, max_tokens)
+    return await asyncio.wrap_future(future)
+
+
+async def _run(engine: LocalEngine, prompt: Prompt, **kwargs: Any) -> LocalGeneration:
+    gen = engine.stream(prompt, kwargs.pop("params", GREEDY), **kwargs)
+    await gen.text()
+    return gen
+
+
+CODE = [
+    "def add(a, b):\n    return a + b\n\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n",
+    "for i in range(10):\n    print(i * i)\n",
+    "import os\nimport sys\n\nPATH = os.environ.get('PATH')\n",
+]
+
+
+def _fim(repo: str, text: str, cursor: int, local_chars: int = 120) -> Prompt:
+    window = max(0, cursor - local_chars)
+    return Prompt.of(
+        (repo, K.REPO),
+        ("<|file_sep|>main.py\n<|fim_prefix|>" + text[:window], K.FILE_PREFIX),
+        (text[window:cursor], K.LOCAL),
+        ("<|fim_suffix|>" + text[cursor : cursor + 80] + "<|fim_middle|>", K.TAIL),
+    )
+
+
+edit_step = st.one_of(
+    st.tuples(
+        st.just("insert"),
+        st.floats(0, 1),
+        st.text(alphabet="abc xyz()\n:=_", min_size=1, max_size=6),
+    ),
+    st.tuples(st.just("delete"), st.floats(0, 1), st.integers(1, 8)),
+    st.tuples(
+        st.just("type_at_cursor"),
+        st.floats(0, 1),
+        st.text(alphabet="abcdef ", min_size=1, max_size=3),
+    ),
+    st.tuples(st.just("switch_file"), st.integers(0, 2), st.just("")),
+    st.tuples(st.just("rerank_repo"), st.integers(0, 1), st.just("")),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    trace=st.lists(edit_step, min_size=3, max_size=10),
+    seed=st.integers(0, 100),
+    # 0.12 MB holds a handful of tiny-model checkpoints, so eviction happens; 4 MB also
+    # keeps full snapshots of the repository context in RAM
+    budget_mb=st.sampled_from([0.12, 4.0]),
+)
+def test_random_edit_traces_match_a_fresh_full_prefill(
+    model_path: Path, trace: list[tuple[str, Any, Any]], seed: int, budget_mb: float
+) -> None:
+    rng = random.Random(seed)
+    files = [CODE[i % 4] * 3 + CODE[(i + 1) % 4] for i in range(3)]
+    repos = ["".join(CODE) * 2, "".join(reversed(CODE)) * 2]
+
+    async def scenario(state_dir: str) -> None:
+        # persist_min_tokens is low so the repository boundary also goes through full
+        # snapshots (RAM and disk) when the repository context is re-ranked back and forth
+        engine = LocalEngine(
+            _config(
+                model_path,
+                checkpoint_memory_mb=budget_mb,
+                state_dir=state_dir,
+                persist_min_tokens=64,
+            )
+        )
+        await engine.start()
+        try:
+            current, repo = 0, 0
+            cursor = len(files[0]) // 2
+            for op, where, arg in trace:
+                text = files[current]
+                if op == "insert":
+                    at = int(where * len(text))
+                    files[current] = text[:at] + arg + text[at:]
+                    cursor = at + len(arg)
+                elif op == "delete":
+                    at = int(where * len(text))
+                    files[current] = text[:at] + text[at + arg :]
+                    cursor = at
+                elif op == "type_at_cursor":
+                    for ch in arg:  # one request per keystroke
+                        text = files[current]
+                        files[current] = text[:cursor] + ch + text[cursor:]
+                        cursor += 1
+                        await _run(engine, _fim(repos[repo], files[current], cursor))
+                elif op == "switch_file":
+                    current = where
+                    cursor = rng.randrange(len(files[current]) + 1)
+                else:
+                    repo = where
+                cursor = min(cursor, len(files[current]))
+                prompt = _fim(repos[repo], files[current], cursor)
+                gen = await _run(engine, prompt)
+                assert gen.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
+                stats = engine.stats()["interactive"]
+                assert stats["peak_bytes"] <= stats["budget_bytes"]
+        finally:
+            await engine.close()
+
+    with tempfile.TemporaryDirectory() as state_dir:
+        asyncio.run(scenario(state_dir))
+
+
+async def test_typing_reuses_everything_before_the_cursor(engine: LocalEngine) -> None:
+    repo = "".join(CODE) * 4
+    text = CODE[1] * 6
+    cursor = len(text) // 2
+    first = await _run(engine, _fim(repo, text, cursor))
+    assert first.report is not None and first.report.restore_kind == "none"
+    for ch in "x = 1":
+        text = text[:cursor] + ch + text[cursor:]
+        cursor += 1
+        prompt = _fim(repo, text, cursor)
+        gen = await _run(engine, prompt)
+        report = gen.report
+        assert report is not None
+        assert report.restore_kind == "partial"
+        # the checkpoint at the previous cursor: only the new char and the tail are read
+        tail_tokens = len(engine._interactive.model.tokenize(prompt.segments[-1].text))  # type: ignore[union-attr]
+        # (+ up to one DeltaNet chunk when the prompt must end on the same micro-batch
+        # class as a plain prefill, see engine.local.final_batch_rule)
+        assert report.prefilled_tokens <= tail_tokens + 1 + DELTANET_CHUNK
+        assert gen.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
+
+
+async def test_pure_append_restores_nothing(engine: LocalEngine) -> None:
+    base = Prompt.of(("".join(CODE), K.REPO), ("def f():", K.LOCAL))
+    await _run(engine, base, params=GenerationParams(max_tokens=0))
+    longer = Prompt.of(("".join(CODE), K.REPO), ("def f():", K.LOCAL), ("\n    return", K.TAIL))
+    gen = await _run(engine, longer)
+    assert gen.report is not None
+    base_tokens = gen.report.prompt_tokens - engine.count_tokens("\n    return")
+    if base_tokens <= final_batch_rule(gen.report.prompt_tokens)[1]:
+        assert gen.report.restore_kind == "append"
+        assert gen.report.reused_tokens == base_tokens
+    assert gen.token_ids == await _reference(engine, longer, GREEDY.max_tokens)
+    # the same prompt again: the live state already holds it, one token is re-read for logits
+    again = await _run(engine, longer)
+    assert again.report is not None and again.report.prefilled_tokens <= DELTANET_CHUNK
+    assert again.token_ids == gen.token_ids
+
+
+def _count_decodes(
+    runner: _LaneRunner, cancel_at: int | None, gen_box: list[LocalGeneration]
+) -> list[int]:
+    """Wrap the session's decode: record batch sizes, cancel the request at call `cancel_at`."""
+    session = runner.session
+    assert session is not None
+    original = session.decode
+    calls: list[int] = []
+
+    def decode(tokens: Any, start_pos: int, *, logits_last: bool) -> None:
+        calls.append(len(tokens))
+        original(tokens, start_pos, logits_last=logits_last)
+        if cancel_at is not None and len(calls) == cancel_at:
+            gen_box[0].cancel()
+
+    session.decode = decode  # type: ignore[method-assign]
+    return calls
+
+
+async def test_cancel_during_prefill_stops_at_the_next_micro_batch(engine: LocalEngine) -> None:
+    runner = engine._runner("interactive")
+    box: list[LocalGeneration] = []
+    calls = _count_decodes(runner, 3, box)
+    prompt = Prompt.of(("".join(CODE) * 12, K.REPO), ("x", K.LOCAL))
+    gen = engine.stream(prompt, GenerationParams(max_tokens=20))
+    box.append(gen)
+    with pytest.raises(asyncio.CancelledError):
+        await gen.text()
+    assert gen.report is not None and gen.report.cancelled
+    assert len(calls) == 3
+    prefilled = sum(calls)
+    assert gen.report.prefilled_tokens == prefilled
+    # the engine keeps what it prefilled and stays usable
+    after = await _run(engine, prompt)
+    assert after.report is not None and after.report.reused_tokens == prefilled
+    assert after.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
+
+
+async def test_cancel_during_decode_stops_within_one_token(engine: LocalEngine) -> None:
+    runner = engine._runner("interactive")
+    params = GenerationParams(max_tokens=30)
+    # a prompt whose greedy continuation is a few tokens long (random weights may stop early)
+    for local in ("def main():\n", "class A:\n    ", "x = [", "import "):
+        prompt = Prompt.of(("".join(CODE), K.REPO), (local, K.LOCAL))
+        expected = await _run(engine, prompt, params=params)
+        if len(expected.token_ids) >= 3:
+            break
+    assert len(expected.token_ids) >= 3, "no prompt generates a few tokens"
+    await _run(engine, Prompt.of(("reset", K.REPO)), params=GenerationParams(max_tokens=0))
+    session = runner.session
+    assert session is not None
+    original = session.decode
+    token_decodes: list[int] = []
+    box: list[LocalGeneration] = []
+
+    def decode(tokens: Any, start_pos: int, *, logits_last: bool) -> None:
+        original(tokens, start_pos, logits_last=logits_last)
+        if len(tokens) == 1:  # a generated token: cancel right after the first one
+            token_decodes.append(start_pos)
+            box[0].cancel()
+
+    session.decode = decode  # type: ignore[method-assign]
+    gen = engine.stream(prompt, params)
+    box.append(gen)
+    with pytest.raises(asyncio.CancelledError):
+        await gen.text()
+    assert gen.report is not None and gen.report.cancelled
+    assert len(token_decodes) == 1  # nothing decoded after the cancel
+    assert gen.token_ids == expected.token_ids[:1]
+
+
+async def test_a_newer_stream_with_the_same_key_cancels_the_older(engine: LocalEngine) -> None:
+    long_prompt = Prompt.of(("".join(CODE) * 12, K.REPO), ("a", K.LOCAL))
+    older = engine.stream(long_prompt, GenerationParams(max_tokens=50), key="doc")
+    newer = engine.stream(_fim("".join(CODE), CODE[0], 5), GREEDY, key="doc")
+    with pytest.raises(asyncio.CancelledError):
+        await older.text()
+    await newer.text()
+    assert older.report is not None and older.report.cancelled
+    assert newer.report is not None and not newer.report.cancelled
+
+
+async def test_background_lane_does_not_block_interactive(engine: LocalEngine) -> None:
+    background = engine.stream(
+        Prompt.of(("".join(CODE) * 20, K.SYSTEM), ("explain", K.LOCAL)),
+        GenerationParams(max_tokens=200),
+        lane="background",
+    )
+    while engine.stats()["background"]["live_tokens"] == 0:  # its prefill is under way
+        await asyncio.sleep(0.001)
+    prompt = _fim("".join(CODE), CODE[2], 10)
+    started = time.perf_counter()
+    interactive = await _run(engine, prompt)
+    interactive_done = time.perf_counter() - started
+    assert not background.finished, "interactive work must not wait for the background lane"
+    await background.text()
+    assert interactive.report is not None and background.report is not None
+    assert interactive_done * 1000 < background.report.ms["total"]
+    assert interactive.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
+
+
+async def test_context_overflow_is_reported_and_the_engine_stays_usable(
+    engine: LocalEngine,
+) -> None:
+    huge = Prompt.of(
+        ("word " * 5000, K.REPO),
+    )
+    with pytest.raises(ContextOverflowError, match="exceeds the context window"):
+        await engine.stream(huge, GREEDY).text()
+    near = Prompt.of(
+        ("".join(CODE), K.REPO),
+    )
+    n = engine.count_tokens("".join(CODE))
+    with pytest.raises(ContextOverflowError):
+        await engine.stream(near, GenerationParams(max_tokens=4096 - n + 1)).text()
+    gen = await _run(engine, near)
+    assert gen.token_ids == await _reference(engine, near, GREEDY.max_tokens)
+
+
+async def test_count_tokens_is_thread_safe(engine: LocalEngine) -> None:
+    texts = [c * (i + 1) for i, c in enumerate(CODE)]
+    expected = [engine.count_tokens(t) for t in texts]
+    results: list[list[int]] = []
+
+    def worker() -> None:
+        results.append([engine.count_tokens(t) for t in texts for _ in range(20)][::20])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    gen = engine.stream(
+        Prompt.of(
+            ("".join(CODE) * 6, K.REPO),
+        ),
+        GenerationParams(max_tokens=20),
+    )
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    await gen.text()
+    assert results == [expected] * 4
+
+
+# -- model loading errors ----------------------------------------------------------------
+
+
+async def _start_fails(path: Path, match: str) -> None:
+    engine = LocalEngine(_config(path))
+    with pytest.raises(ModelLoadError, match=match):
+        await engine.start()
+    await engine.close()
+
+
+async def test_model_load_errors_are_clear(model_path: Path, tmp_path: Path) -> None:
+    await _start_fails(tmp_path / "missing.gguf", "does not exist")
+    text_file = tmp_path / "notes.gguf"
+    text_file.write_text("not a model\n" * 10)
+    await _start_fails(text_file, "not a GGUF")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(model_path.read_bytes()[: model_path.stat().st_size // 2])
+    await _start_fails(truncated, "truncated")
+    other_arch = tmp_path / "other.gguf"
+    _write_unknown_arch(other_arch)
+    await _start_fails(other_arch, "does not support the model architecture 'qcn-unknown'")
+    # a good model still loads afterwards
+    engine = LocalEngine(_config(model_path))
+    await engine.start()
+    try:
+        assert engine.info().arch == "qwen3next" and engine.info().hybrid
+        assert (await _run(engine, _fim("", CODE[0], 8))).report is not None
+    finally:
+        await engine.close()
+
+
+def _write_unknown_arch(path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "qcn-unknown")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+# -- persisted repository state ---------------------------------------------------------
+
+
+def _persist_config(model_path: Path, state_dir: Path) -> EngineConfig:
+    return _config(model_path, state_dir=state_dir, persist_min_tokens=256)
+
+
+REPO_PROMPT = _fim("".join(CODE) * 5, CODE[3] * 6, 250)
+
+
+@dataclass
+class PersistedRun:
+    tokens: list[int]
+    report: RequestReport
+    reference: list[int]
+    stats: dict[str, Any]
+    segment_ends: list[int]  # token positions of the segment boundaries
+
+
+async def _persisted_run(model_path: Path, state_dir: Path) -> PersistedRun:
+    """One editor session: start, one completion, close (which persists the resume point)."""
+    engine = LocalEngine(_persist_config(model_path, state_dir))
+    await engine.start()
+    try:
+        gen = await _run(engine, REPO_PROMPT)
+        engine.flush_persisted()
+        ends = list(itertools.accumulate(engine.count_tokens(s.text) for s in REPO_PROMPT.segments))
+        assert gen.report is not None
+        return PersistedRun(
+            gen.token_ids,
+            gen.report,
+            await _reference(engine, REPO_PROMPT, GREEDY.max_tokens),
+            engine.stats(),
+            ends,
+        )
+    finally:
+        await engine.close()
+
+
+async def test_restart_restores_the_repository_state_from_disk(
+    model_path: Path, tmp_path: Path
+) -> None:
+    cold = await _persisted_run(model_path, tmp_path)
+    assert cold.report.restore_kind == "none"
+    assert cold.stats["disk"]["writes"] == 1  # the repository context, during the prefill
+    warm = await _persisted_run(model_path, tmp_path)
+    assert warm.report.restore_kind == "disk"
+    # restored up to the cursor (end of LOCAL), persisted when the first engine closed
+    assert warm.report.restored_from == warm.segment_ends[2]
+    assert warm.tokens == cold.tokens == warm.reference
+    # another file of the same repository: the repository context alone comes from disk
+    other = _fim(REPO_PROMPT.segments[0].text, CODE[1] * 3, 50)
+    engine = LocalEngine(_persist_config(model_path, tmp_path))
+    await engine.start()
+    try:
+        gen = await _run(engine, other)
+        assert gen.report is not None and gen.report.restore_kind == "disk"
+        assert gen.report.restored_from == warm.segment_ends[0]
+        assert gen.token_ids == await _reference(engine, other, GREEDY.max_tokens)
+    finally:
+        await engine.close()
+
+
+def _state_files(state_dir: Path) -> Iterator[Path]:
+    return (p for p in state_dir.rglob("*.val") if p.is_file())
+
+
+async def test_corrupt_persisted_state_is_dropped_not_loaded(
+    model_path: Path, tmp_path: Path
+) -> None:
+    cold = await _persisted_run(model_path, tmp_path)
+    files = list(_state_files(tmp_path))
+    assert len(files) == 2  # repository context, and the state up to the cursor at shutdown
+    for path in files:
+        blob = bytearray(path.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        path.write_bytes(bytes(blob))
+    after = await _persisted_run(model_path, tmp_path)
+    assert after.report.restore_kind == "none"
+    assert after.stats["disk"]["rejected"] == 2
+    assert after.tokens == cold.tokens == after.reference
+
+
+async def test_state_llama_rejects_is_dropped_and_the_state_cleaned(
+    model_path: Path, tmp_path: Path
+) -> None:
+    cold = await _persisted_run(model_path, tmp_path / "first")
+    engine = LocalEngine(_persist_config(model_path, tmp_path))
+    await engine.start()
+    try:
+        # A well-formed entry (right key and checksum) whose state llama.cpp cannot parse.
+        runner = engine._runner("interactive")
+        store = runner.store
+        assert isinstance(store, StateStore)
+        tokens = _tokens(runner, REPO_PROMPT)
+        repo_end = len(runner.model.tokenize(REPO_PROMPT.segments[0].text))
+        digest = prefix_digest(tokens, repo_end)
+        store.save_async(digest, repo_end, b"\x00garbage state" * 100).result()
+        gen = await _run(engine, REPO_PROMPT)
+        assert gen.report is not None and gen.report.restore_kind == "none"
+        assert gen.token_ids == cold.tokens
+        engine.flush_persisted()
+        assert engine.stats()["disk"]["writes"] >= 1  # replaced by a good entry
+    finally:
+        await engine.close()
+
+
+# -- plain transformer: partial seq_rm works, no checkpoints needed -----------------------
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level alphabet: printable bytes map to themselves, others above 255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    mapping = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def _write_plain_llama(path: Path, seed: int = 0) -> None:
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_embd, n_ff, n_layer, n_head = 64, 128, 2, 4
+    alphabet = _byte_to_unicode()
+    tokens = [alphabet[b] for b in range(256)] + ["Ġt", "<|endoftext|>"]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(8192)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(n_embd // n_head)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("qwen2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * 257 + [3])
+    writer.add_token_merges(["Ġ t"])
+    writer.add_eos_token_id(257)
+    writer.add_bos_token_id(257)
+    writer.add_add_bos_token(False)
+
+    def weight(name: str, *shape: int) -> None:
+        writer.add_tensor(name, (rng.standard_normal(shape) * 0.2).astype(np.float32))
+
+    weight("token_embd.weight", len(tokens), n_embd)
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
+    weight("output.weight", len(tokens), n_embd)
+    for il in range(n_layer):
+        writer.add_tensor(f"blk.{il}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{il}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            weight(f"blk.{il}.{name}.weight", n_embd, n_embd)
+        weight(f"blk.{il}.ffn_gate.weight", n_ff, n_embd)
+        weight(f"blk.{il}.ffn_up.weight", n_ff, n_embd)
+        weight(f"blk.{il}.ffn_down.weight", n_embd, n_ff)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+async def test_plain_transformer_trims_its_cache_without_checkpoints(tmp_path: Path) -> None:
+    path = tmp_path / "plain.gguf"
+    _write_plain_llama(path)
+    engine = LocalEngine(_config(path))
+    await engine.start()
+    try:
+        assert not engine.info().hybrid and not engine.info().recurrent
+        text = CODE[1] * 4
+        cursor = len(text) // 2
+        await _run(engine, _fim("".join(CODE), text, cursor))
+        text = text[:cursor] + "z" + text[cursor:]
+        prompt = _fim("".join(CODE), text, cursor + 1)
+        gen = await _run(engine, prompt)
+        report = gen.report
+        assert report is not None and report.restore_kind == "partial"
+        assert report.restored_from == report.reused_tokens > report.prompt_tokens // 2
+        assert engine.stats()["interactive"]["checkpoints"] == 0
+        assert gen.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
+    finally:
+        await engine.close()
+
+
+async def test_switching_back_to_an_earlier_repository_context_restores_a_full_snapshot(
+    model_path: Path, tmp_path: Path
+) -> None:
+    engine = LocalEngine(_persist_config(model_path, tmp_path))
+    await engine.start()
+    try:
+        repo_a, repo_b = "".join(CODE) * 4, "".join(reversed(CODE)) * 4
+        first = _fim(repo_a, CODE[0] * 3, 30)
+        await _run(engine, first)
+        await _run(engine, _fim(repo_b, CODE[0] * 3, 30))
+        back = _fim(repo_a, CODE[0] * 3, 31)
+        gen = await _run(engine, back)
+        assert gen.report is not None and gen.report.restore_kind == "full"
+        assert gen.report.restored_from == engine.count_tokens(repo_a)
+        assert gen.token_ids == await _reference(engine, back, GREEDY.max_tokens)
+    finally:
+        await engine.close()

@@ -1,0 +1,151 @@
+"""The generated random-weight qwen3next models: file contents, loading, tokenizer, generation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import llama_cpp
+import numpy as np
+import pytest
+
+from engine.testmodel import (
+    CONTROL_TOKENS,
+    PRESETS,
+    USER_DEFINED_TOKENS,
+    write_test_model,
+)
+
+FIM_PROMPT = (
+    "<|repo_name|>demo\n<|file_sep|>calc.py\n<|fim_prefix|>def add(a, b):\n    return "
+    "<|fim_suffix|>\n\nprint(add(1, 2))\n<|fim_middle|>"
+)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_test_model(tmp_path_factory.mktemp("testmodel") / "tiny.gguf")
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_path: Path) -> Iterator[llama_cpp.Llama]:
+    model = llama_cpp.Llama(model_path=str(tiny_path), n_ctx=1024, n_threads=1, verbose=False)
+    yield model
+    model.close()
+
+
+def _tokenize(llm: llama_cpp.Llama, text: str, *, special: bool = True) -> list[int]:
+    return llm.tokenize(text.encode(), add_bos=False, special=special)
+
+
+def _last_logits(llm: llama_cpp.Llama, tokens: list[int]) -> np.ndarray:
+    llm.reset()
+    llm.eval(tokens)
+    logits = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(logits, shape=(llm.n_vocab(),)).copy()
+
+
+def test_same_seed_gives_the_same_file_and_another_seed_other_weights(
+    tiny_path: Path, tmp_path: Path
+) -> None:
+    again = write_test_model(tmp_path / "again.gguf", preset="tiny", seed=0)
+    other = write_test_model(tmp_path / "other.gguf", preset="tiny", seed=1)
+    assert _digest(again) == _digest(tiny_path)
+    assert _digest(other) != _digest(tiny_path)
+    assert other.stat().st_size == tiny_path.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.gguf", "other.gguf"]
+
+
+def test_unknown_preset_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown test model preset"):
+        write_test_model(tmp_path / "x.gguf", preset="huge")  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())
+
+
+def test_file_has_the_qwen3next_layer_pattern(tiny_path: Path) -> None:
+    reader = gguf.GGUFReader(tiny_path)
+    preset = PRESETS["tiny"]
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    assert arch is not None
+    assert arch.contents() == "qwen3next"
+    tensors = {tensor.name: tensor for tensor in reader.tensors}
+    for layer in range(preset.block_count):
+        attention = f"blk.{layer}.attn_q.weight" in tensors
+        deltanet = f"blk.{layer}.ssm_a" in tensors
+        assert attention != deltanet
+        assert attention == ((layer + 1) % preset.full_attention_interval == 0)
+        assert f"blk.{layer}.ffn_gate_exps.weight" in tensors
+        assert f"blk.{layer}.ffn_gate_inp_shexp.weight" in tensors
+        if deltanet:
+            assert (np.asarray(tensors[f"blk.{layer}.ssm_a"].data) < 0).all()
+    tokens = reader.get_field(gguf.Keys.Tokenizer.LIST)
+    assert tokens is not None
+    assert tokens.contents()[-len(CONTROL_TOKENS) - len(USER_DEFINED_TOKENS) :] == [
+        *CONTROL_TOKENS,
+        *USER_DEFINED_TOKENS,
+    ]
+
+
+def test_llama_cpp_loads_it_as_a_hybrid_model(llm: llama_cpp.Llama) -> None:
+    assert llama_cpp.llama_model_is_hybrid(llm.model)
+    assert llama_cpp.llama_model_n_ctx_train(llm.model) == PRESETS["tiny"].context_length
+
+
+def test_special_tokens_are_single_tokens(llm: llama_cpp.Llama) -> None:
+    vocab = llm._model.vocab
+    fim_prefix = llama_cpp.llama_vocab_fim_pre(vocab)
+    fim_suffix = llama_cpp.llama_vocab_fim_suf(vocab)
+    tokens = _tokenize(llm, "<|fim_prefix|>def f():<|fim_suffix|>")
+    assert tokens[0] == fim_prefix
+    assert tokens[-1] == fim_suffix
+    assert len(tokens) < 2 + len("def f():")
+    for text in CONTROL_TOKENS:
+        [token] = _tokenize(llm, text)
+        assert llm.detokenize([token], special=True) == text.encode()
+        assert llm.detokenize([token]) == b""
+    # Tool-call tags are added tokens, as in the real model: one token, rendered as text.
+    for text in USER_DEFINED_TOKENS:
+        [token] = _tokenize(llm, text, special=False)
+        assert llm.detokenize([token]) == text.encode()
+    assert llm.token_eos() == _tokenize(llm, "<|endoftext|>")[0]
+    assert llama_cpp.llama_vocab_is_eog(vocab, _tokenize(llm, "<|file_sep|>")[0])
+
+
+def test_code_takes_fewer_tokens_than_bytes(llm: llama_cpp.Llama) -> None:
+    code = Path(__file__).read_text(encoding="utf-8")
+    tokens = _tokenize(llm, code, special=False)
+    assert len(tokens) < 0.75 * len(code.encode())
+    assert llm.detokenize(tokens).decode() == code
+
+
+def test_logits_are_finite_and_depend_on_early_context(llm: llama_cpp.Llama) -> None:
+    prompt = _tokenize(llm, FIM_PROMPT * 3)
+    logits = _last_logits(llm, prompt)
+    assert np.isfinite(logits).all()
+    assert logits.std() > 0.1
+    changed = _last_logits(llm, [prompt[1], *prompt[1:]])
+    assert np.abs(changed - logits).max() > 1e-3
+
+
+def test_greedy_generation_is_repeatable_and_does_not_stop(llm: llama_cpp.Llama) -> None:
+    prompt = _tokenize(llm, FIM_PROMPT)
+
+    def greedy(count: int) -> list[int]:
+        llm.reset()
+        generated: list[int] = []
+        for token in llm.generate(prompt, temp=0.0):
+            generated.append(token)
+            if len(generated) == count:
+                break
+        return generated
+
+    first = greedy(8)
+    assert len(first) == 8
+    assert not any(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) for token in first)
+    assert greedy(8) == first
