@@ -1,0 +1,242 @@
+"""Benchmarks of the context index: full build, keystroke updates, assembly, relevance, stability.
+
+    PYTHONPATH=. python bench/index_bench.py --repo /tmp/django_sdist/django-5.2.19 \
+        --edit-file django/db/backends/base/schema.py
+
+The repository is anything nobody here wrote (Django's sdist by default: ``pip download
+--no-deps --no-binary :all: django -d /tmp/django_sdist`` and unpack it). Every ratio is
+against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tree_sitter
+
+from context.assemble import ContextAssembler, estimate_tokens, render_repo_context
+from context.index import RepoIndex
+from context.languages import grammar, language_for_path
+from context.scan import WorkspaceScanner
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def build_in_child(repo: Path) -> dict[str, float]:
+    """Full cold build in a fresh process, so peak RSS is the index's own."""
+    with tempfile.TemporaryDirectory() as cache:
+        code = (
+            "import json, resource, sys, time\n"
+            "from context.index import RepoIndex\n"
+            f"index = RepoIndex([{str(repo)!r}], cache_dir={cache!r})\n"
+            "cold = index.build()\n"
+            "index.close()\n"
+            f"warm_index = RepoIndex([{str(repo)!r}], cache_dir={cache!r})\n"
+            "warm = warm_index.build()\n"
+            "print(json.dumps({'files': cold.files, 'parsed': cold.parsed, 'cold_s': cold.seconds,"
+            " 'warm_s': warm.seconds, 'warm_parsed': warm.parsed,"
+            " 'definitions': cold.definitions, 'references': cold.references,"
+            " 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def raw_parse_seconds(repo: Path) -> tuple[float, int]:
+    """Baseline: read and parse the same files with plain tree-sitter, nothing else."""
+    scanner = WorkspaceScanner([repo])
+    files = [f for f in scanner.scan() if language_for_path(f.key)]
+    parsers: dict[str, tree_sitter.Parser] = {}
+    for language in {language_for_path(f.key) for f in files}:
+        assert language is not None
+        parsers[language] = tree_sitter.Parser(grammar(language).language)
+    started = time.perf_counter()
+    for scanned in files:
+        language = language_for_path(scanned.key)
+        assert language is not None
+        parsers[language].parse(scanned.path.read_bytes())
+    return time.perf_counter() - started, len(files)
+
+
+def keystroke_updates(index: RepoIndex, repo: Path, edit_file: str, count: int) -> list[float]:
+    path = repo / edit_file
+    text = path.read_text()
+    index.update_document(str(path), text)
+    lines = text.split("\n")
+    # Type a new statement at the end of a line in the middle of the file.
+    row = len(lines) // 2
+    offset = sum(len(line) + 1 for line in lines[:row]) + len(lines[row])
+    typed = "\n        value = self.compute(arg, other=None)  # note" * (count // 50 + 1)
+    timings = []
+    for character in typed[:count]:
+        text = text[:offset] + character + text[offset:]
+        offset += 1
+        started = time.perf_counter()
+        index.update_document(str(path), text)
+        timings.append((time.perf_counter() - started) * 1000)
+    index.close_document(str(path))
+    return timings
+
+
+def call_sites(index: RepoIndex, count: int, seed: int) -> list[tuple[str, int, int, str]]:
+    """Calls in real code whose callee is defined in another, unambiguous file."""
+    graph = index.graph
+    sites = []
+    for path, tags in sorted(graph.files.items()):
+        if tags.language != "python" or "/tests/" in f"/{path}":
+            continue
+        for reference in tags.references:
+            if reference.kind != "call":
+                continue
+            defining = graph.defining_files(reference.name)
+            if defining and path not in defining and len(defining) <= 3:
+                sites.append((path, reference.line, reference.col, reference.name))
+    random.Random(seed).shuffle(sites)
+    return sites[:count]
+
+
+def nearby_files_context(index: RepoIndex, path: str, budget: int) -> str:
+    """Baseline: whole files of the same folder, by name, as long as they fit."""
+    folder = path.rsplit("/", 1)[0] if "/" in path else ""
+    rendered = f"<|repo_name|>{index.repo_name}\n"
+    used = estimate_tokens(rendered)
+    for other in sorted(index.graph.files):
+        if other == path or (other.rsplit("/", 1)[0] if "/" in other else "") != folder:
+            continue
+        chunk = f"<|file_sep|>{other}\n{index.read_text(other)}\n"
+        cost = estimate_tokens(chunk)
+        if used + cost <= budget:
+            rendered += chunk
+            used += cost
+    return rendered
+
+
+def defined_in(rendered: str, index: RepoIndex, name: str, path: str) -> bool:
+    for location in index.graph.definitions(name):
+        if location.path == path:
+            continue
+        if (
+            f"<|file_sep|>{location.path}\n" in rendered
+            and location.definition.signature in rendered
+        ):
+            return True
+    return False
+
+
+def relevance(index: RepoIndex, repo: Path, sites: list, budget: int) -> tuple[float, float, list]:
+    hits = baseline_hits = 0
+    timings = []
+    texts: dict[str, str] = {}
+    for path, line, col, name in sites:
+        text = texts.setdefault(path, (repo / path).read_text(errors="replace"))
+        assembler = ContextAssembler(index)
+        started = time.perf_counter()
+        context = assembler.assemble(str(repo / path), text, line, col, budget)
+        timings.append((time.perf_counter() - started) * 1000)
+        hits += defined_in(render_repo_context(context), index, name, path)
+        baseline_hits += defined_in(nearby_files_context(index, path, budget), index, name, path)
+    return hits / len(sites), baseline_hits / len(sites), timings
+
+
+def stability(index: RepoIndex, repo: Path, edit_file: str, budget: int, keystrokes: int) -> dict:
+    """A scripted session: typing at a few spots, small cursor moves, a save now and then."""
+    path = repo / edit_file
+    text = path.read_text()
+    lines = text.split("\n")
+    rng = random.Random(7)
+    assembler = ContextAssembler(index)
+    row = len(lines) // 3
+    offset = sum(len(line) + 1 for line in lines[:row]) + len(lines[row])
+    previous = None
+    unchanged = 0
+    words = ["result", " = ", "self", ".", "compute", "(", "value", ")", "\n        "]
+    typed = 0
+    while typed < keystrokes:
+        if rng.random() < 0.01:  # the user moves a few lines away
+            row = min(len(text.split("\n")) - 2, max(1, row + rng.randint(-15, 15)))
+            offset = sum(len(line) + 1 for line in text.split("\n")[:row])
+        if typed and typed % 150 == 0:
+            index.save_document(str(path))
+        for character in rng.choice(words):
+            if typed >= keystrokes:
+                break
+            if rng.random() < 0.08 and offset > 0:  # backspace
+                text = text[: offset - 1] + text[offset:]
+                offset -= 1
+            else:
+                text = text[:offset] + character + text[offset:]
+                offset += 1
+            index.update_document(str(path), text)
+            line = text.count("\n", 0, offset)
+            col = offset - (text.rfind("\n", 0, offset) + 1)
+            prefix = render_repo_context(assembler.assemble(str(path), text, line, col, budget))
+            unchanged += previous is not None and prefix == previous
+            previous = prefix
+            typed += 1
+    index.close_document(str(path))
+    return {
+        "keystrokes": keystrokes,
+        "unchanged_fraction": unchanged / (keystrokes - 1),
+        "reranks": assembler.reranks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repo", type=Path, default=Path("/tmp/django_sdist/django-5.2.19"))
+    parser.add_argument("--edit-file", default="django/db/backends/base/schema.py")
+    parser.add_argument("--sites", type=int, default=200)
+    parser.add_argument("--keystrokes", type=int, default=500)
+    args = parser.parse_args()
+    repo = args.repo.resolve()
+
+    build = build_in_child(repo)
+    raw_seconds, raw_files = raw_parse_seconds(repo)
+    print(f"full index: {json.dumps(build)}")
+    print(
+        f"raw tree-sitter read+parse of the {raw_files} source files: {raw_seconds:.2f} s; "
+        f"index/raw = {build['cold_s'] / raw_seconds:.2f}x"
+    )
+
+    index = RepoIndex([repo])
+    index.build()
+    updates = keystroke_updates(index, repo, args.edit_file, args.keystrokes)
+    lines = (repo / args.edit_file).read_text().count("\n")
+    print(
+        f"keystroke update in {args.edit_file} ({lines} lines): "
+        f"p50 {statistics.median(updates):.2f} ms, p95 {percentile(updates, 0.95):.2f} ms"
+    )
+
+    sites = call_sites(index, args.sites, seed=1)
+    for budget in (4096, 16384):
+        recall, baseline, timings = relevance(index, repo, sites, budget)
+        print(
+            f"budget {budget}: recall {recall:.1%} vs same-folder baseline {baseline:.1%} "
+            f"over {len(sites)} call sites; assembly p50 {statistics.median(timings):.1f} ms, "
+            f"p95 {percentile(timings, 0.95):.1f} ms"
+        )
+
+    for budget in (4096, 16384):
+        result = stability(index, repo, args.edit_file, budget, args.keystrokes)
+        print(f"stability at budget {budget}: {json.dumps(result)}")
+    print(
+        f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
