@@ -139,6 +139,22 @@ SCHEMA: tuple[SettingSpec, ...] = (
         "(see docs/protocol.md). Editor plugins turn this on.",
     ),
     SettingSpec(
+        "edits.maxTokens",
+        int,
+        1024,
+        "Most tokens the model writes for one edit proposal (code action, rewrite, refactor step).",
+        16,
+        32768,
+    ),
+    SettingSpec(
+        "edits.maxToolRounds",
+        int,
+        4,
+        "Most model turns in one multi-file edit conversation (read_file / find_symbol answers).",
+        1,
+        16,
+    ),
+    SettingSpec(
         "engine.checkpointMemoryMB",
         int,
         1024,

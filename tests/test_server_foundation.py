@@ -57,7 +57,9 @@ async def test_incremental_sync_and_settings_from_all_sources(tmp_path: Path) ->
         client.set_configuration({"qcn": {"completion": {"temperature": 0.5}}})
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
         await effective_settings(client, completion__temperature=0.5, completion__maxTokens=33)
-        assert not client.messages, client.messages
+        # No model is configured in this test: the one message says so; settings raise none.
+        others = [m for m in client.messages if "no model configured" not in m.message]
+        assert not others, others
 
 
 async def test_bad_settings_warn_and_never_crash() -> None:

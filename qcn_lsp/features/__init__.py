@@ -9,7 +9,15 @@ if TYPE_CHECKING:
 
 
 def register_all(server: QcnServer) -> None:
-    from qcn_lsp.features import configuration
+    from qcn_lsp.features import (
+        code_actions,
+        completion,
+        configuration,
+        inline_completion,
+        refactor,
+        status,
+    )
 
-    for feature in (configuration,):
+    # status right after configuration: it starts the services once settings are pulled.
+    for feature in (configuration, status, completion, inline_completion, code_actions, refactor):
         feature.register(server)

@@ -1,0 +1,324 @@
+"""Model completions at the cursor: the shared Completer, and `textDocument/completion`.
+
+`textDocument/completion` serves clients without ghost text (Helix, older editors): one item
+whose text is the model's continuation, with a `textEdit` over the word being typed. The
+inline flavour (`textDocument/inlineCompletion`) lives in `inline_completion.py`; both go
+through `Completer.complete`, which owns debounce, cancellation, typed-ahead reuse, streaming
+notifications and post-processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument
+
+from engine.params import GenerationParams
+from engine.segments import Prompt
+from qcn_lsp import completion_logic as logic
+from qcn_lsp.server import QcnServer
+from qcn_lsp.services import Services, ServiceUnavailable, report_dict
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_METHOD = "qcn/completionProgress"
+EXPERIMENTAL_KEY = "qcnCompletionProgress"
+MAX_DOCUMENT_CHARS = 4_000_000
+BACKEND_WAIT_S = 30.0
+# Characters of the current file around the cursor that FIM keeps verbatim; beyond them the
+# prompt format decides (see engine.formats.fim_prompt).
+LOCAL_WINDOW_CHARS = 16_000
+TRIGGER_CHARACTERS = [".", "(", "[", ",", ":", "=", " "]
+
+
+@dataclass
+class Cursor:
+    """A request's document, version and cursor, in Python string indices."""
+
+    uri: str
+    version: int | None
+    position: types.Position  # as the client sent it
+    prefix: str
+    suffix: str
+    line_prefix: str
+    line_suffix: str
+
+
+@dataclass
+class Answer:
+    text: str
+    reused: bool
+
+
+class Completer:
+    """One per server: per-document in-flight state and typing rhythm."""
+
+    def __init__(self, server: QcnServer, services: Services) -> None:
+        self.server = server
+        self.services = services
+        self._suggestions: dict[str, logic.Suggestion] = {}
+        self._running: dict[str, asyncio.Future[None]] = {}
+        self._rhythm: dict[str, logic.TypingRhythm] = {}
+        # One assembler per index: it keeps its last ranking so the repo prefix stays stable.
+        self._assembler: Any = None
+        self._assembler_index: Any = None
+
+    # -- request parsing ----------------------------------------------------------------------
+
+    def cursor(self, uri: str, position: types.Position) -> Cursor | None:
+        """The cursor in an open document; None for documents qcn-lsp will not complete."""
+        document = self.server.workspace.text_documents.get(uri)
+        if document is None:
+            return None
+        source = document.source
+        if len(source) > MAX_DOCUMENT_CHARS or "\x00" in source:
+            return None
+        lines = document.lines
+        if position.line < 0 or position.character < 0:
+            raise JsonRpcInvalidParams(f"position {position} is negative")
+        if position.line > len(lines) or (position.line == len(lines) and position.character):
+            raise JsonRpcInvalidParams(
+                f"position line {position.line} is beyond the document's {len(lines)} lines"
+            )
+        line = lines[position.line] if position.line < len(lines) else ""
+        line_text = line.rstrip("\r\n")
+        units = document.position_codec.client_num_units(line_text)
+        if position.character > units:
+            raise JsonRpcInvalidParams(
+                f"position character {position.character} is beyond the end of line "
+                f"{position.line} ({units} units)"
+            )
+        column = _server_column(document, position)
+        offset = sum(len(text) for text in lines[: position.line]) + column
+        return Cursor(
+            uri=uri,
+            version=document.version,
+            position=position,
+            prefix=source[:offset],
+            suffix=source[offset:],
+            line_prefix=line_text[:column],
+            line_suffix=line_text[column:],
+        )
+
+    def document_version(self, uri: str) -> int | None:
+        document = self.server.workspace.text_documents.get(uri)
+        return None if document is None else document.version
+
+    # -- the request --------------------------------------------------------------------------
+
+    async def complete(self, cursor: Cursor, *, invoked: bool) -> Answer | None:
+        """The completion text for `cursor`, or None when there is nothing to offer."""
+        if not invoked and logic.inside_word(cursor.line_prefix, cursor.line_suffix):
+            return None
+        reused = self._typed_ahead(cursor)
+        if reused is not None:
+            return Answer(reused, reused=True)
+        # Typed-ahead reuse of a generation still running: wait for it instead of a new one.
+        running = self._running.get(cursor.uri)
+        previous = self._suggestions.get(cursor.uri)
+        if running is not None and previous is not None and not previous.done:
+            typed = cursor.prefix[len(previous.prefix) :]
+            if (
+                cursor.prefix.startswith(previous.prefix)
+                and cursor.suffix == previous.suffix
+                and (previous.text.startswith(typed) or typed.startswith(previous.text))
+            ):
+                await asyncio.wait({running})
+                reused = self._typed_ahead(cursor)
+                if reused is not None:
+                    return Answer(reused, reused=True)
+        rhythm = self._rhythm.setdefault(cursor.uri, logic.TypingRhythm())
+        if not invoked:
+            rhythm.record()
+        delay = logic.debounce_s(
+            self.server.settings["completion.debounceMs"], rhythm, cursor.line_prefix, invoked
+        )
+        if delay:
+            await asyncio.sleep(delay)
+            if self.document_version(cursor.uri) != cursor.version:
+                return None  # the user typed on: a newer request follows
+        return await self._generate(cursor)
+
+    def _typed_ahead(self, cursor: Cursor) -> str | None:
+        suggestion = self._suggestions.get(cursor.uri)
+        if suggestion is None or not suggestion.done:
+            return None
+        return suggestion.typed_ahead(cursor.prefix, cursor.suffix)
+
+    async def _generate(self, cursor: Cursor) -> Answer | None:
+        settings = self.server.settings
+        backend = await self.services.backend_ready(BACKEND_WAIT_S)
+        if self.document_version(cursor.uri) != cursor.version:
+            return None
+        from engine.formats import FIM_STOPS
+
+        prompt = self._prompt(cursor, backend.count_tokens)
+        params = GenerationParams(
+            max_tokens=settings["completion.maxTokens"],
+            temperature=settings["completion.temperature"],
+            stop=tuple(FIM_STOPS),
+        )
+        suggestion = logic.Suggestion(cursor.prefix, cursor.suffix)
+        self._suggestions[cursor.uri] = suggestion
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[cursor.uri] = finished
+        # The same key cancels this document's previous generation inside the engine.
+        generation = backend.stream(prompt, params, key=cursor.uri)
+        stream = self._streams_progress()
+        started = time.perf_counter()
+        try:
+            async for delta in generation:
+                suggestion.text += delta
+                if self.document_version(cursor.uri) != cursor.version:
+                    generation.cancel()
+                    return None  # stale: the document moved on
+                if stream and delta:
+                    self._notify(cursor, suggestion.text, done=False)
+        except BaseException:
+            # $/cancelRequest (pygls cancels this task) or an engine error: stop the model too.
+            generation.cancel()
+            raise
+        finally:
+            if self._running.get(cursor.uri) is finished:
+                del self._running[cursor.uri]
+            finished.set_result(None)
+        suggestion.text = logic.post_process(suggestion.text, cursor.line_prefix, cursor.suffix)
+        suggestion.done = True
+        report = generation.report
+        if report is not None:
+            self.services.last_report = report
+            logger.info(
+                "completion %s in %.0f ms: %s",
+                cursor.uri,
+                (time.perf_counter() - started) * 1000,
+                report.summary(),
+            )
+        if stream:
+            self._notify(cursor, suggestion.text, done=True, report=report)
+        return Answer(suggestion.text, reused=False) if suggestion.text else None
+
+    def _prompt(self, cursor: Cursor, count_tokens: Any) -> Prompt:
+        from engine.formats import fim_prompt
+
+        path = to_fs_path(cursor.uri) or cursor.uri
+        repo_name, files = self._repo_context(cursor, path, count_tokens)
+        return fim_prompt(
+            repo_name,
+            files,
+            path,
+            cursor.prefix,
+            cursor.suffix,
+            local_window_chars=LOCAL_WINDOW_CHARS,
+        )
+
+    def _repo_context(
+        self, cursor: Cursor, path: str, count_tokens: Any
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """Ranked repository files for the cursor; none while the index is not built."""
+        index = self.services.index_if_ready()
+        budget = self.server.settings["context.budgetTokens"]
+        if index is None or budget <= 0:
+            return Path(path).parent.name, []
+        if self._assembler_index is not index:
+            from context.assemble import ContextAssembler
+
+            self._assembler = ContextAssembler(index, count_tokens)
+            self._assembler_index = index
+        line = cursor.prefix.count("\n")
+        context = self._assembler.assemble(
+            path, cursor.prefix + cursor.suffix, line, len(cursor.line_prefix), budget
+        )
+        return context.repo_name, [(f.path, f.content) for f in context.files]
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    def _streams_progress(self) -> bool:
+        if self.server.settings["completion.streamNotifications"]:
+            return True
+        experimental = self.server.client_capabilities.experimental
+        return isinstance(experimental, Mapping) and bool(experimental.get(EXPERIMENTAL_KEY))
+
+    def _notify(self, cursor: Cursor, text: str, *, done: bool, report: Any = None) -> None:
+        params: dict[str, Any] = {
+            "uri": cursor.uri,
+            "version": cursor.version,
+            "position": {"line": cursor.position.line, "character": cursor.position.character},
+            "text": text,
+            "done": done,
+        }
+        if report is not None:
+            params["report"] = report_dict(report)
+        self.server.protocol.notify(PROGRESS_METHOD, params)
+
+
+def _server_column(document: TextDocument, position: types.Position) -> int:
+    """The Python string column of a client position (negotiated utf-16 / utf-8 / utf-32)."""
+    return document.position_codec.position_from_client_units(document.lines, position).character
+
+
+def completer_of(server: QcnServer) -> Completer:
+    completer = getattr(server, "completer", None)
+    if completer is None:
+        completer = Completer(server, server.services)  # type: ignore[attr-defined]
+        server.completer = completer  # type: ignore[attr-defined]
+    return completer
+
+
+def register(server: QcnServer) -> None:
+    @server.feature(
+        types.TEXT_DOCUMENT_COMPLETION,
+        types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
+    )
+    async def on_completion(
+        ls: QcnServer, params: types.CompletionParams
+    ) -> types.CompletionList | None:
+        completer = completer_of(ls)
+        cursor = completer.cursor(params.text_document.uri, params.position)
+        if cursor is None:
+            return None
+        invoked = (
+            params.context is None
+            or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        )
+        try:
+            answer = await completer.complete(cursor, invoked=invoked)
+        except ServiceUnavailable:
+            if invoked:
+                raise
+            return None  # automatic popups stay quiet while the model loads
+        if answer is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        return types.CompletionList(is_incomplete=True, items=[_popup_item(ls, cursor, answer)])
+
+
+def _popup_item(ls: QcnServer, cursor: Cursor, answer: Answer) -> types.CompletionItem:
+    # The edit replaces the word being typed, so that clients filtering by word keep the item.
+    start = logic.word_start(cursor.line_prefix)
+    word = cursor.line_prefix[start:]
+    document = ls.workspace.get_text_document(cursor.uri)
+    start_position = document.position_codec.position_to_client_units(
+        document.lines, types.Position(line=cursor.position.line, character=start)
+    )
+    new_text = word + answer.text
+    first_line = new_text.strip().splitlines()[0] if new_text.strip() else new_text
+    return types.CompletionItem(
+        label=first_line[:80],
+        kind=types.CompletionItemKind.Text,
+        detail="qcn-lsp" + (" (typed ahead)" if answer.reused else ""),
+        documentation=new_text,
+        filter_text=new_text,
+        sort_text="0",
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(
+            range=types.Range(start=start_position, end=cursor.position), new_text=new_text
+        ),
+    )

@@ -1,0 +1,333 @@
+"""Shared services: the model backend and the workspace index, loaded in the background.
+
+Start-up never waits for either: `initialized` schedules the loads, requests that need them
+call `backend_ready(timeout)` / `index_ready(timeout)` and get a `ServiceUnavailable` error that
+says what is going on ("model still loading", "no model configured: ...") when they are not
+there in time. Settings changes that concern a service reload it without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.uris import to_fs_path
+
+from engine.backend import Backend
+from engine.errors import EngineError
+from engine.report import RequestReport
+
+if TYPE_CHECKING:
+    from qcn_lsp.server import QcnServer
+
+logger = logging.getLogger(__name__)
+
+BACKEND_KEYS = frozenset(
+    {
+        "model.path",
+        "model.contextLength",
+        "model.threads",
+        "model.gpuLayers",
+        "backend.kind",
+        "backend.baseUrl",
+        "backend.model",
+        "backend.apiKeyEnv",
+        "engine.checkpointMemoryMB",
+        "engine.checkpointInterval",
+        "cache.dir",
+    }
+)
+INDEX_KEYS = frozenset({"context.ignore", "cache.dir"})
+
+
+class ServiceUnavailable(JsonRpcException):
+    """A request needs the model or the index and it is not usable; the message says why."""
+
+    CODE = -32803  # LSP RequestFailed
+
+
+class Services:
+    """The backend and the index of one server, each loaded by its own background task."""
+
+    def __init__(self, server: QcnServer) -> None:
+        self.server = server
+        self._backend: Backend | None = None
+        self._backend_error: str | None = None
+        self._backend_task: asyncio.Task[None] | None = None
+        self._backend_generation = 0
+        self._index: Any = None
+        self._index_error: str | None = None
+        self._index_task: asyncio.Task[None] | None = None
+        self._index_state = "not started"
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.last_report: RequestReport | None = None
+        self.started = False
+        self._started_event = asyncio.Event()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Schedule the model load and the indexing (called once the client is initialized)."""
+        if self.started:
+            return
+        self.started = True
+        self._started_event.set()
+        self._reload_backend()
+        self._reload_index()
+
+    def settings_changed(self, changed: set[str]) -> None:
+        if not self.started:
+            return
+        if changed & BACKEND_KEYS:
+            self._reload_backend()
+        if changed & INDEX_KEYS:
+            self._reload_index()
+
+    async def close(self) -> None:
+        for task in (self._backend_task, self._index_task):
+            if task is not None:
+                task.cancel()
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        # Keep a reference (asyncio only holds weak ones) and log what went wrong.
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("service task failed", exc_info=task.exception())
+
+    # -- backend ------------------------------------------------------------------------------
+
+    def _reload_backend(self) -> None:
+        if self._backend_task is not None:
+            self._backend_task.cancel()
+        self._backend_generation += 1
+        self._backend_error = None
+        self._backend_task = self._spawn(self._load_backend(self._backend_generation))
+
+    async def _load_backend(self, generation: int) -> None:
+        from qcn_lsp.progress import Progress
+
+        old, self._backend = self._backend, None
+        if old is not None:
+            await old.close()
+        try:
+            backend = self._create_backend()
+        except ServiceUnavailable as exc:
+            self._backend_error = exc.message
+            self._show(types.MessageType.Warning, exc.message)
+            return
+        async with Progress(self.server, "qcn-lsp: loading model") as progress:
+            progress.report(str(self.server.settings["model.path"]), 0)
+            started = time.perf_counter()
+            try:
+                await backend.start()
+            except asyncio.CancelledError:
+                await backend.close()
+                raise
+            except (EngineError, OSError, ValueError) as exc:
+                self._backend_error = f"model failed to load: {exc}"
+                self._show(types.MessageType.Error, self._backend_error)
+                return
+        if generation != self._backend_generation:
+            await backend.close()
+            return
+        self._backend = backend
+        logger.info(
+            "model loaded in %.1f s: %s", time.perf_counter() - started, backend.info().path
+        )
+
+    def _create_backend(self) -> Backend:
+        settings = self.server.settings
+        if settings["backend.kind"] != "local":
+            raise ServiceUnavailable(
+                f"backend.kind = {settings['backend.kind']!r} is not supported by this version; "
+                "set backend.kind to 'local'"
+            )
+        model_path = settings["model.path"]
+        if not model_path:
+            raise ServiceUnavailable(
+                "no model configured: set model.path (or the QCN_MODEL environment variable) "
+                "to a GGUF file"
+            )
+        if not Path(model_path).is_file():
+            raise ServiceUnavailable(f"model file not found: {model_path}; check model.path")
+        from engine.local import EngineConfig, LocalEngine
+
+        return LocalEngine(
+            EngineConfig(
+                model_path=model_path,
+                n_ctx=settings["model.contextLength"],
+                n_threads=settings["model.threads"],
+                n_gpu_layers=settings["model.gpuLayers"],
+                checkpoint_interval=settings["engine.checkpointInterval"],
+                checkpoint_memory_mb=settings["engine.checkpointMemoryMB"],
+                state_dir=Path(settings["cache.dir"]) / "state",
+            )
+        )
+
+    def backend_status(self) -> str:
+        if self._backend is not None:
+            return "ready"
+        if self._backend_error is not None:
+            return self._backend_error
+        if not self.started:
+            return "not started (waiting for the client's `initialized`)"
+        return "model still loading"
+
+    async def backend_ready(self, timeout: float) -> Backend:
+        """The loaded backend, waiting up to `timeout` s; else ServiceUnavailable."""
+        deadline = time.monotonic() + timeout
+        if not self.started:
+            # Requests may arrive before `initialized` was handled (settings still being pulled).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._started_event.wait(), timeout)
+        while True:
+            if self._backend is not None:
+                return self._backend
+            task = self._backend_task
+            remaining = deadline - time.monotonic()
+            if self._backend_error is not None or task is None or remaining <= 0:
+                raise ServiceUnavailable(f"qcn-lsp: {self.backend_status()}")
+            # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
+            await asyncio.wait({task}, timeout=remaining)
+            if task.done() and task is self._backend_task and self._backend is None:
+                raise ServiceUnavailable(f"qcn-lsp: {self.backend_status()}")
+
+    # -- index --------------------------------------------------------------------------------
+
+    def _workspace_roots(self) -> list[Path]:
+        workspace = self.server.workspace
+        uris = [folder.uri for folder in workspace.folders.values()]
+        if not uris and workspace.root_uri:
+            uris = [workspace.root_uri]
+        return [Path(path) for uri in uris if (path := to_fs_path(uri))]
+
+    def _reload_index(self) -> None:
+        if self._index_task is not None:
+            self._index_task.cancel()
+        self._index_error = None
+        self._index = None
+        self._index_task = self._spawn(self._build_index())
+
+    async def _build_index(self) -> None:
+        from qcn_lsp.progress import Progress
+
+        roots = self._workspace_roots()
+        if not roots:
+            self._index_state = "no workspace folder"
+            self._index_error = "no workspace folder open: repository context is off"
+            return
+        try:
+            from context.index import RepoIndex
+        except ImportError as exc:
+            self._index_error = f"workspace index not available in this build ({exc})"
+            self._index_state = "unavailable"
+            return
+        settings = self.server.settings
+        index = RepoIndex(
+            roots,
+            cache_dir=Path(settings["cache.dir"]) / "index",
+            ignore=tuple(settings["context.ignore"]),
+        )
+        self._index_state = "indexing"
+        loop = asyncio.get_running_loop()
+        async with Progress(self.server, "qcn-lsp: indexing workspace") as progress:
+            stop = False
+
+            def report(done: int, total: int) -> None:
+                percentage = int(100 * done / total) if total else 0
+                loop.call_soon_threadsafe(progress.report, f"{done}/{total} files", percentage)
+
+            def cancelled() -> bool:
+                return stop or progress.cancelled
+
+            try:
+                stats = await loop.run_in_executor(None, lambda: index.build(report, cancelled))
+            except asyncio.CancelledError:
+                stop = True
+                raise
+            except Exception as exc:  # an indexing failure must leave completions working
+                logger.exception("indexing failed")
+                self._index_error = f"indexing failed: {exc}"
+                self._index_state = "failed"
+                return
+        if progress.cancelled:
+            self._index_error = "indexing cancelled by the user"
+            self._index_state = "cancelled"
+            return
+        self._index = index
+        self._index_state = (
+            f"ready: {stats.files} files, {stats.definitions} definitions in {stats.seconds:.1f} s"
+        )
+
+    async def index_ready(self, timeout: float) -> Any:
+        """The built RepoIndex, waiting up to `timeout` s; else ServiceUnavailable."""
+        if not self.started:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._started_event.wait(), timeout)
+        task = self._index_task
+        if self._index is None and self._index_error is None and task is not None:
+            await asyncio.wait({task}, timeout=timeout)
+        if self._index is not None:
+            return self._index
+        reason = self._index_error or f"workspace index still building ({self._index_state})"
+        raise ServiceUnavailable(f"qcn-lsp: {reason}")
+
+    def index_if_ready(self) -> Any:
+        return self._index
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        engine: dict[str, Any] = {"state": self.backend_status()}
+        if self._backend is not None:
+            info = self._backend.info()
+            engine.update(
+                model=info.path,
+                arch=info.arch,
+                layers=info.layers,
+                hybrid=info.hybrid,
+                nCtx=info.n_ctx,
+                stats=self._backend.stats(),
+            )
+        report = self.last_report
+        return {
+            "engine": engine,
+            "lastRequest": None if report is None else report_dict(report),
+            "index": {"state": self._index_state, "error": self._index_error},
+            "settings": self.server.settings.values,
+        }
+
+    def _show(self, kind: types.MessageType, message: str) -> None:
+        logger.warning(message)
+        self.server.window_show_message(
+            types.ShowMessageParams(type=kind, message=f"qcn-lsp: {message}")
+        )
+
+
+def report_dict(report: RequestReport) -> dict[str, Any]:
+    """A RequestReport in the camelCase shape of qcn.status and qcn/completionProgress."""
+    return {
+        "promptTokens": report.prompt_tokens,
+        "reusedTokens": report.reused_tokens,
+        "prefilledTokens": report.prefilled_tokens,
+        "restoreKind": report.restore_kind,
+        "restoredFrom": report.restored_from,
+        "generatedTokens": report.generated_tokens,
+        "cancelled": report.cancelled,
+        "ms": {name: round(value, 2) for name, value in report.ms.items()},
+    }

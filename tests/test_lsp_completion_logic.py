@@ -1,0 +1,60 @@
+"""Completion post-processing, typed-ahead reuse and debounce: pure functions, golden cases."""
+
+from __future__ import annotations
+
+from qcn_lsp.completion_logic import (
+    Suggestion,
+    TypingRhythm,
+    cut_at_block_end,
+    debounce_s,
+    inside_word,
+    post_process,
+    trim_suffix_overlap,
+    word_start,
+)
+
+
+def test_suffix_overlap_is_trimmed() -> None:
+    assert trim_suffix_overlap("foo(a, b))", ")\n") == "foo(a, b)"
+    assert trim_suffix_overlap("value]", "]") == "value"
+    assert trim_suffix_overlap("x + 1", "\nprint(x)\n") == "x + 1"
+    assert trim_suffix_overlap("anything", "") == "anything"
+
+
+def test_block_end_stops_multi_line_completions() -> None:
+    text = "total = 0\n    for x in xs:\n        total += x\nprint(total)\n"
+    assert cut_at_block_end(text, "    ") == "total = 0\n    for x in xs:\n        total += x"
+    assert cut_at_block_end("a + b", "    return ") == "a + b"
+
+
+def test_post_process_empties_whitespace() -> None:
+    assert post_process("   \n  ", "x = ", "") == ""
+
+
+def test_typed_ahead_reuse() -> None:
+    suggestion = Suggestion(prefix="x = ", suffix="\n", text="compute(1)", done=True)
+    assert suggestion.typed_ahead("x = com", "\n") == "pute(1)"
+    assert suggestion.typed_ahead("x = cat", "\n") is None  # typed something else
+    assert suggestion.typed_ahead("x = com", "other") is None  # suffix changed
+    assert suggestion.typed_ahead("x = compute(1)", "\n") is None  # nothing left
+
+
+def test_words() -> None:
+    assert inside_word("import o", "s")
+    assert not inside_word("x = ", "")
+    assert not inside_word("f(", ")")
+    assert word_start("x = compu") == 4
+
+
+def test_debounce_adapts_to_typing() -> None:
+    rhythm = TypingRhythm()
+    assert debounce_s(75, rhythm, "x = ", invoked=True) == 0.0
+    assert debounce_s(75, rhythm, "    ", invoked=False) == 0.0  # start of line: at once
+    assert debounce_s(75, rhythm, "x = ", invoked=False) == 0.075  # no rhythm yet: base
+    for t in (0.0, 0.2, 0.4, 0.6):
+        rhythm.record(t)
+    assert abs(debounce_s(75, rhythm, "x = ", invoked=False) - 0.2) < 1e-9
+    for t in (0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95):
+        rhythm.record(t)
+    assert debounce_s(75, rhythm, "x = ", invoked=False) == 0.075  # fast typist: floor
+    assert debounce_s(0, rhythm, "x = ", invoked=False) == 0.0
