@@ -23,6 +23,7 @@ class ModelInfo:
     path: str
     recurrent: bool = False
     n_vocab: int = 0
+    chat_template: str | None = None  # the GGUF's own Jinja chat template, if it has one
 
 
 class Generation(Protocol):

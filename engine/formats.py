@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from engine.errors import EngineError
 from engine.segments import Prompt, PromptSegment, SegmentKind
 
 FIM_PREFIX = "<|fim_prefix|>"
@@ -62,6 +63,18 @@ def local_window_start(prefix: str, window_chars: int) -> int:
     return prefix.rfind("\n", 0, anchor) + 1
 
 
+def prefix_head_cut(prefix: str, max_chars: int | None) -> int:
+    """Where to start a file prefix longer than `max_chars` (when the whole file does not fit
+    in the context window): on a line start, snapped to a grid of an eighth of the budget so
+    the cut, and the checkpoints after it, stay put while the user types."""
+    if max_chars is None or len(prefix) <= max_chars:
+        return 0
+    step = max(1, max_chars // 8)
+    anchor = -(-(len(prefix) - max_chars) // step) * step  # round up: stay within budget
+    newline = prefix.find("\n", anchor)
+    return newline + 1 if 0 <= newline < len(prefix) - 1 else anchor
+
+
 def clip_suffix(suffix: str, max_chars: int) -> str:
     """The text after the cursor, cut at a line end within `max_chars` (it is re-read on every
     keystroke, so it is kept short)."""
@@ -88,10 +101,13 @@ def fim_prompt(
     *,
     local_window_chars: int = 1_500,
     suffix_chars: int = DEFAULT_SUFFIX_CHARS,
+    max_prefix_chars: int | None = None,
 ) -> Prompt:
     """Repo-level FIM for the cursor between `prefix` and `suffix` of the file at `path`.
 
-    `files` are (path, content) pairs of repository context, most stable first."""
+    `files` are (path, content) pairs of repository context, most stable first. With
+    `max_prefix_chars`, only about that much of the file before the cursor is kept."""
+    prefix = prefix[prefix_head_cut(prefix, max_prefix_chars) :]
     start = local_window_start(prefix, local_window_chars)
     return Prompt(
         (
@@ -194,7 +210,7 @@ def chat_prompt(
     return Prompt(tuple(segments))
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(EngineError):
     """The model's own chat template refused the conversation."""
 
 

@@ -66,6 +66,9 @@ def _init_backend() -> None:
 def _meta_str(model: llama_cpp.llama_model_p, key: str) -> str | None:
     buf = ctypes.create_string_buffer(256)
     n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n >= len(buf):  # the value was cut: n is its full length (chat templates run to KBs)
+        buf = ctypes.create_string_buffer(n + 1)
+        n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
     return buf.value.decode("utf-8", errors="replace") if n >= 0 else None
 
 
@@ -89,6 +92,7 @@ class LoadedModel:
             raise ModelLoadError(f"{self.path}: the model has no vocabulary")
         self.vocab = vocab
         self.arch = _meta_str(model, "general.architecture") or "unknown"
+        self.chat_template = _meta_str(model, "tokenizer.chat_template")
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
         self.n_layer = llama_cpp.llama_model_n_layer(model)
@@ -120,6 +124,7 @@ class LoadedModel:
             path=str(self.path),
             recurrent=self.recurrent,
             n_vocab=self.n_vocab,
+            chat_template=self.chat_template,
         )
 
     def tokenize(self, text: str) -> array[int]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.client import LanguageClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,8 +92,10 @@ async def main() -> int:
             types.InitializeParams(
                 capabilities=capabilities(),
                 initialization_options={
-                    "model": {"path": str(model), "contextLength": 4096},
-                    "completion": {"maxTokens": 16, "streamNotifications": True},
+                    "model": {"path": str(model), "contextLength": 16384},
+                    # One keystroke is sent per answer here, so the adaptive debounce (meant for
+                    # real typing) would only add waiting to every row: it is off.
+                    "completion": {"maxTokens": 16, "streamNotifications": True, "debounceMs": 0},
                 },
             )
         )
@@ -128,7 +131,9 @@ async def main() -> int:
         client.text_document_did_change(change(uri, version, at, indent + "\n"))
         column = len(indent)
         print(f"typing {TYPED!r} into {source_path} at line {row + 1}\n")
-        print(f"{'typed':<24} {'ms':>7} {'reused':>7} {'prefill':>7}  completion")
+        print(
+            f"{'typed':<24} {'answer ms':>9} {'TTFT ms':>8} {'reused':>7} {'prefill':>7}  completion"
+        )
         for char in TYPED:
             version += 1
             client.text_document_did_change(
@@ -137,23 +142,33 @@ async def main() -> int:
             column += 1
             streamed.clear()
             t0 = time.perf_counter()
-            answer = await client.text_document_inline_completion_async(
-                types.InlineCompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri),
-                    position=types.Position(line=row, character=column),
-                    context=types.InlineCompletionContext(
-                        trigger_kind=types.InlineCompletionTriggerKind.Automatic
-                    ),
+            try:
+                answer = await client.text_document_inline_completion_async(
+                    types.InlineCompletionParams(
+                        text_document=types.TextDocumentIdentifier(uri=uri),
+                        position=types.Position(line=row, character=column),
+                        context=types.InlineCompletionContext(
+                            trigger_kind=types.InlineCompletionTriggerKind.Automatic
+                        ),
+                    )
                 )
-            )
+            except JsonRpcException as exc:
+                print(f"the server answered with an error: {exc}")
+                break
             ms = (time.perf_counter() - t0) * 1000
             text = answer.items[0].insert_text if answer and answer.items else ""
             final = next((p for p in streamed if p.done), None)
             report = getattr(final, "report", None)
+            ttft = f"{report.ms.first_token:.1f}" if report else "-"
             reused = str(report.reusedTokens) if report else "typed"
             prefilled = str(report.prefilledTokens) if report else "-"
             typed = indent.strip() + TYPED[: column - len(indent)]
-            print(f"{typed!r:<24} {ms:7.1f} {reused:>7} {prefilled:>7}  {text!r:.60}")
+            print(f"{typed!r:<24} {ms:9.1f} {ttft:>8} {reused:>7} {prefilled:>7}  {text!r:.50}")
+        print(
+            "\nreused: prompt tokens kept from the engine's state; prefill: tokens it read anew "
+            "(the typed text, then the text after the cursor); typed: answered from the\n"
+            "previous completion the user is typing along, without a model call."
+        )
         state = await status(client)
         print(f"\nlast request: {state['lastRequest']}")
         print("(random-weight test model: the completion text is noise by design)")

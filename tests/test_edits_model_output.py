@@ -73,7 +73,9 @@ class ScriptedBackend:
 @pytest.fixture(autouse=True)
 def prompt_is_the_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     # The scripted model reads the conversation itself, not a rendered ChatML prompt.
-    monkeypatch.setattr(refactor, "_chat_prompt", lambda messages: copy.deepcopy(list(messages)))
+    monkeypatch.setattr(
+        refactor, "_chat_prompt", lambda _backend, messages: copy.deepcopy(list(messages))
+    )
 
 
 @dataclass(frozen=True)

@@ -288,3 +288,18 @@ async def test_no_model_configured_is_a_clear_error(uri: str) -> None:
                 await client.text_document_inline_completion_async(inline_params(uri, CURSOR))
                 await asyncio.sleep(0.1)
         assert "no model configured" in (await status(client))["engine"]["state"]
+
+
+async def test_a_file_longer_than_the_context_window_is_cut_to_fit(
+    tiny_model: Path, uri: str
+) -> None:
+    settings = options(tiny_model)
+    settings["model"]["contextLength"] = 1024
+    async with lsp_session(initialization_options=settings) as (client, _):
+        text, cursor = big_document("gamma")  # about 20x the window
+        open_document(client, uri, text)
+        await until_ready(client)
+        answer = await client.text_document_inline_completion_async(inline_params(uri, cursor))
+        assert isinstance(answer, types.InlineCompletionList)
+        last = (await status(client))["lastRequest"]
+        assert 0 < last["promptTokens"] <= 1024 - 8, last

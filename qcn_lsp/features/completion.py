@@ -22,6 +22,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
+from engine.backend import Backend
 from engine.params import GenerationParams
 from engine.segments import Prompt
 from qcn_lsp import completion_logic as logic
@@ -37,6 +38,13 @@ BACKEND_WAIT_S = 30.0
 # Characters of the current file around the cursor that FIM keeps verbatim; beyond them the
 # prompt format decides (see engine.formats.fim_prompt).
 LOCAL_WINDOW_CHARS = 16_000
+# Characters after the cursor in the prompt: re-read on every keystroke, so kept short.
+SUFFIX_CHARS = 1_000
+# Characters sampled to estimate the tokenizer's characters per token, tokens kept free for
+# the FIM markers and the path, and the share of the estimated room the file prefix may fill.
+SAMPLE_CHARS = 4_000
+PROMPT_MARGIN_TOKENS = 64
+PREFIX_FILL = 0.9
 TRIGGER_CHARACTERS = [".", "(", "[", ",", ":", "=", " "]
 
 
@@ -161,12 +169,12 @@ class Completer:
             return None
         from engine.formats import FIM_STOPS
 
-        prompt = self._prompt(cursor, backend.count_tokens)
         params = GenerationParams(
             max_tokens=settings["completion.maxTokens"],
             temperature=settings["completion.temperature"],
             stop=tuple(FIM_STOPS),
         )
+        prompt = self._prompt(cursor, backend, params.max_tokens)
         suggestion = logic.Suggestion(cursor.prefix, cursor.suffix)
         self._suggestions[cursor.uri] = suggestion
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -206,11 +214,22 @@ class Completer:
             self._notify(cursor, suggestion.text, done=True, report=report)
         return Answer(suggestion.text, reused=False) if suggestion.text else None
 
-    def _prompt(self, cursor: Cursor, count_tokens: Any) -> Prompt:
-        from engine.formats import fim_prompt
+    def _prompt(self, cursor: Cursor, backend: Backend, max_tokens: int) -> Prompt:
+        from engine.formats import clip_suffix, fim_prompt
 
         path = to_fs_path(cursor.uri) or cursor.uri
-        repo_name, files = self._repo_context(cursor, path, count_tokens)
+        n_ctx = backend.info().n_ctx
+        # The repository context gets at most half the window; the current file what is left
+        # after the answer, the suffix and the FIM markers. Characters per token are sampled
+        # from the text before the cursor, so the file prefix is cut before the engine would
+        # refuse the prompt as too long.
+        repo_budget = min(self.server.settings["context.budgetTokens"], n_ctx // 2)
+        repo_name, files = self._repo_context(cursor, path, backend.count_tokens, repo_budget)
+        repo_tokens = repo_budget if files else 0
+        sample = cursor.prefix[-SAMPLE_CHARS:] or "x"
+        chars_per_token = len(sample) / max(1, backend.count_tokens(sample))
+        suffix_tokens = len(clip_suffix(cursor.suffix, SUFFIX_CHARS)) / chars_per_token
+        room = n_ctx - max_tokens - repo_tokens - suffix_tokens - PROMPT_MARGIN_TOKENS
         return fim_prompt(
             repo_name,
             files,
@@ -218,14 +237,15 @@ class Completer:
             cursor.prefix,
             cursor.suffix,
             local_window_chars=LOCAL_WINDOW_CHARS,
+            suffix_chars=SUFFIX_CHARS,
+            max_prefix_chars=max(0, int(room * chars_per_token * PREFIX_FILL)),
         )
 
     def _repo_context(
-        self, cursor: Cursor, path: str, count_tokens: Any
+        self, cursor: Cursor, path: str, count_tokens: Any, budget: int
     ) -> tuple[str, list[tuple[str, str]]]:
         """Ranked repository files for the cursor; none while the index is not built."""
         index = self.services.index_if_ready()
-        budget = self.server.settings["context.budgetTokens"]
         if index is None or budget <= 0:
             return Path(path).parent.name, []
         if self._assembler_index is not index:

@@ -172,10 +172,11 @@ def workspace_edit_for(
 # -- one model round trip ---------------------------------------------------------------------
 
 
-def _chat_prompt(messages: Sequence[Mapping[str, str]]) -> Any:
+def _chat_prompt(backend: Backend, messages: Sequence[Mapping[str, str]]) -> Any:
     from engine.formats import chat_prompt
 
-    return chat_prompt(messages, EDIT_TOOLS)
+    # The model's own chat template when its GGUF carries one (real models do).
+    return chat_prompt(messages, EDIT_TOOLS, chat_template=backend.info().chat_template)
 
 
 def _tool_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -211,14 +212,15 @@ class ModelRun:
     async def reply(self, messages: Sequence[Mapping[str, str]]) -> str:
         if self.cancelled:
             raise asyncio.CancelledError
-        self.current = self.backend.stream(
-            _chat_prompt(messages), self.params, key=self.key, lane=self.lane
-        )
         try:
+            self.current = self.backend.stream(
+                _chat_prompt(self.backend, messages), self.params, key=self.key, lane=self.lane
+            )
             return await self.current.text()
         except asyncio.CancelledError:
             # $/cancelRequest cancels this task; the engine's thread needs telling too.
-            self.current.cancel()
+            if self.current is not None:
+                self.current.cancel()
             raise
         except EngineError as exc:
             raise RequestFailed(f"qcn-lsp: {exc}") from exc
