@@ -94,6 +94,7 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     # pygls logs every message body at INFO; keep that for DEBUG.
     if level != "DEBUG":
         logging.getLogger("pygls").setLevel(logging.WARNING)
+        logging.getLogger("gguf").setLevel(logging.WARNING)  # per-tensor chatter when writing
 
 
 def main(argv: Sequence[str] | None = None) -> int:

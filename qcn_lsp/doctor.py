@@ -88,33 +88,27 @@ def _check_llama_cpp() -> list[Finding]:
     return findings
 
 
-GRAMMAR_MODULES = {
-    "python": "tree_sitter_python",
-    "javascript": "tree_sitter_javascript",
-    "typescript": "tree_sitter_typescript",
-    "go": "tree_sitter_go",
-    "rust": "tree_sitter_rust",
-    "java": "tree_sitter_java",
-    "c": "tree_sitter_c",
-    "cpp": "tree_sitter_cpp",
-}
-
-
 def _check_grammars() -> Finding:
-    have, missing = [], []
-    for language, module in GRAMMAR_MODULES.items():
+    """Load every grammar the index supports, with its tags query, as indexing would."""
+    from context.languages import grammar, supported_languages
+
+    have, broken = [], []
+    for language in supported_languages():
         try:
-            importlib.import_module(module)
+            grammar(language)
             have.append(language)
-        except ImportError:
-            missing.append(language)
+        except (
+            Exception
+        ) as exc:  # a missing wheel, an ABI mismatch, a query that no longer compiles
+            broken.append(f"{language} ({exc})")
     return Finding(
-        not missing,
+        not broken,
         f"tree-sitter grammars: {', '.join(have) or 'none'}"
-        + (f"; missing: {', '.join(missing)}" if missing else ""),
+        + (f"; broken: {', '.join(broken)}" if broken else ""),
         ""
-        if not missing
-        else "pip install " + " ".join(GRAMMAR_MODULES[m].replace("_", "-") for m in missing),
+        if not broken
+        else "reinstall qcn-lsp's grammar wheels: pip install --force-reinstall -e . "
+        "(files in those languages are indexed as plain text meanwhile)",
     )
 
 
