@@ -29,11 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engine.formats import fim_prompt, repo_context_text  # noqa: E402
 from engine.local import EngineConfig, LocalEngine  # noqa: E402
 from engine.params import GenerationParams  # noqa: E402
-from engine.segments import Prompt, SegmentKind  # noqa: E402
+from engine.segments import Prompt  # noqa: E402
+from qcn_lsp.features.completion import LOCAL_WINDOW_CHARS, SUFFIX_CHARS  # noqa: E402
 
 STDLIB = Path(os.__file__).parent
+REPO_NAME = "cpython"
 CURRENT_FILE = STDLIB / "cmd.py"
 TYPED = "value = self.lastcmd or line\n"
 BACKSPACE = "\b"
@@ -47,47 +50,45 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1]) * 1024) if text.endswith("k") else int(text)
 
 
-def repo_context(count_tokens: Any, target_tokens: int) -> str:
-    """Qwen repo-level context from stdlib files, cut to about `target_tokens` tokens."""
-    parts = ["<|repo_name|>cpython\n"]
-    total = count_tokens(parts[0])
+RepoFiles = list[tuple[str, str]]
+
+
+def repo_context(count_tokens: Any, target_tokens: int) -> RepoFiles:
+    """Standard-library files as repository context, cut to about `target_tokens` tokens."""
+    files: RepoFiles = []
+    total = count_tokens(repo_context_text(REPO_NAME, []))
     for path in sorted(STDLIB.glob("*.py")):
         if path == CURRENT_FILE:
             continue
-        block = f"<|file_sep|>Lib/{path.name}\n{path.read_text(errors='replace')}\n"
-        n = count_tokens(block)
+        name, content = f"Lib/{path.name}", path.read_text(errors="replace")
+        n = count_tokens(repo_context_text("", [(name, content)]))
         if total + n > target_tokens:
-            keep = int(len(block) * (target_tokens - total) / n)
-            parts.append(block[:keep])
+            files.append((name, content[: int(len(content) * (target_tokens - total) / n)]))
             break
-        parts.append(block)
+        files.append((name, content))
         total += n
-    return "".join(parts)
+    return files
 
 
-def fim_prompt(repo: str, text: str, cursor: int, *, local_chars: int, suffix_lines: int) -> Prompt:
-    """Qwen repo-level FIM (stands in for engine.formats, which the LSP layer uses)."""
-    window = max(0, cursor - local_chars)
-    window = text.rfind("\n", 0, window) + 1 if window else 0  # local window starts on a line
-    suffix = "".join(text[cursor:].splitlines(keepends=True)[:suffix_lines])
-    return Prompt.of(
-        (repo, SegmentKind.REPO),
-        (
-            f"<|file_sep|>Lib/{CURRENT_FILE.name}\n<|fim_prefix|>" + text[:window],
-            SegmentKind.FILE_PREFIX,
-        ),
-        (text[window:cursor], SegmentKind.LOCAL),
-        ("<|fim_suffix|>" + suffix + "<|fim_middle|>", SegmentKind.TAIL),
-    )
-
-
-def keystroke_prompts(repo: str, args: argparse.Namespace) -> list[Prompt]:
+def keystroke_prompts(files: RepoFiles, args: argparse.Namespace) -> list[Prompt]:
+    """The prompts the language server builds (engine.formats.fim_prompt, with the window and
+    suffix sizes of qcn_lsp's completer) for each state of the typing trace."""
     text = CURRENT_FILE.read_text()
     lines = text.splitlines(keepends=True)
     cursor = sum(len(line) for line in lines[: int(len(lines) * args.cursor_at)])  # a line start
-    prompts = [
-        fim_prompt(repo, text, cursor, local_chars=args.local_chars, suffix_lines=args.suffix_lines)
-    ]
+
+    def prompt() -> Prompt:
+        return fim_prompt(
+            REPO_NAME,
+            files,
+            f"Lib/{CURRENT_FILE.name}",
+            text[:cursor],
+            text[cursor:],
+            local_window_chars=args.local_chars,
+            suffix_chars=args.suffix_chars,
+        )
+
+    prompts = [prompt()]
     for ch in TRACE:
         if ch == BACKSPACE:
             text = text[: cursor - 1] + text[cursor:]
@@ -95,11 +96,7 @@ def keystroke_prompts(repo: str, args: argparse.Namespace) -> list[Prompt]:
         else:
             text = text[:cursor] + ch + text[cursor:]
             cursor += 1
-        prompts.append(
-            fim_prompt(
-                repo, text, cursor, local_chars=args.local_chars, suffix_lines=args.suffix_lines
-            )
-        )
+        prompts.append(prompt())
     return prompts
 
 
@@ -114,8 +111,12 @@ def decode_floor(runner: Any, n_tokens: int) -> float:
     the whole context, so this grows with the context length.
     """
     tokens = runner.live[-n_tokens:]
+    step = runner.session.n_batch
     started = time.perf_counter()
-    runner.session.decode(tokens, len(runner.live), logits_last=True)
+    for first in range(0, len(tokens), step):
+        batch = tokens[first : first + step]
+        last = first + step >= len(tokens)
+        runner.session.decode(batch, len(runner.live) + first, logits_last=last)
     elapsed = (time.perf_counter() - started) * 1000
     runner.live.extend(tokens)  # keep the engine's view of the state exact
     return elapsed
@@ -181,6 +182,7 @@ async def run_engine(args: argparse.Namespace, context: int) -> dict[str, Any]:
             "restore_median_ms": statistics.median(r["restore_ms"] for r in keys),
             "decode_floor_ms": floor_ms,
             "restores": sorted({r["restore"] for r in keys}),
+            "per_key": [[r["prefilled"], round(r["ttft_ms"], 1)] for r in keys],
         }
     return result
 
@@ -250,7 +252,7 @@ def run_child(
         "--cursor-at": cursor_at,
         "--interval": args.interval,
         "--local-chars": args.local_chars,
-        "--suffix-lines": args.suffix_lines,
+        "--suffix-chars": args.suffix_chars,
     }
     if state_dir:
         options["--state-dir"] = state_dir
@@ -319,8 +321,8 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=len(TRACE), help=argparse.SUPPRESS)
     parser.add_argument("--cursor-at", type=float, default=0.5, help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=int, default=256)
-    parser.add_argument("--local-chars", type=int, default=1024)
-    parser.add_argument("--suffix-lines", type=int, default=4)
+    parser.add_argument("--local-chars", type=int, default=LOCAL_WINDOW_CHARS)
+    parser.add_argument("--suffix-chars", type=int, default=SUFFIX_CHARS)
     parser.add_argument("--no-stock", action="store_true")
     parser.add_argument(
         "--restart", action="store_true", help="also measure a restart with persisted state"
