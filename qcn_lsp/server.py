@@ -13,6 +13,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from qcn_lsp import __version__
+from qcn_lsp.services import Services
 from qcn_lsp.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class QcnServer(LanguageServer):
         )
         self.settings = Settings()
         self._settings_listeners: list[SettingsListener] = []
+        # The model backend and the workspace index: started once the client is initialized
+        # (features/configuration.py), reloaded when settings that concern them change.
+        self.services = Services(self)
+        self.on_settings_changed(lambda _server, changed: self.services.settings_changed(changed))
 
     def on_settings_changed(self, listener: SettingsListener) -> None:
         """Call `listener(server, changed_keys)` whenever effective settings change."""

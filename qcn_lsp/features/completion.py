@@ -288,7 +288,7 @@ def _server_column(document: TextDocument, position: types.Position) -> int:
 def completer_of(server: QcnServer) -> Completer:
     completer = getattr(server, "completer", None)
     if completer is None:
-        completer = Completer(server, server.services)  # type: ignore[attr-defined]
+        completer = Completer(server, server.services)
         server.completer = completer  # type: ignore[attr-defined]
     return completer
 

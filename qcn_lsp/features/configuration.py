@@ -49,6 +49,8 @@ def register(server: QcnServer) -> None:
     @server.feature(types.INITIALIZED)
     async def on_initialized(ls: QcnServer, params: types.InitializedParams) -> None:
         await _pull_configuration(ls)
+        # Model load and indexing start in the background with the settings just pulled.
+        ls.services.start()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(
