@@ -132,6 +132,15 @@ SCHEMA: tuple[SettingSpec, ...] = (
         5000,
     ),
     SettingSpec(
+        "completion.suffixChars",
+        int,
+        600,
+        "Characters after the cursor shown to the model (cut at a line end). They are re-read on "
+        "every keystroke, so this is the main per-keystroke cost on a CPU.",
+        0,
+        20000,
+    ),
+    SettingSpec(
         "completion.streamNotifications",
         bool,
         False,

@@ -38,8 +38,6 @@ BACKEND_WAIT_S = 30.0
 # Characters of the current file around the cursor that FIM keeps verbatim; beyond them the
 # prompt format decides (see engine.formats.fim_prompt).
 LOCAL_WINDOW_CHARS = 16_000
-# Characters after the cursor in the prompt: re-read on every keystroke, so kept short.
-SUFFIX_CHARS = 1_000
 # Characters sampled to estimate the tokenizer's characters per token, tokens kept free for
 # the FIM markers and the path, and the share of the estimated room the file prefix may fill.
 SAMPLE_CHARS = 4_000
@@ -228,7 +226,8 @@ class Completer:
         repo_tokens = repo_budget if files else 0
         sample = cursor.prefix[-SAMPLE_CHARS:] or "x"
         chars_per_token = len(sample) / max(1, backend.count_tokens(sample))
-        suffix_tokens = len(clip_suffix(cursor.suffix, SUFFIX_CHARS)) / chars_per_token
+        suffix_chars = self.server.settings["completion.suffixChars"]
+        suffix_tokens = len(clip_suffix(cursor.suffix, suffix_chars)) / chars_per_token
         room = n_ctx - max_tokens - repo_tokens - suffix_tokens - PROMPT_MARGIN_TOKENS
         return fim_prompt(
             repo_name,
@@ -237,7 +236,7 @@ class Completer:
             cursor.prefix,
             cursor.suffix,
             local_window_chars=LOCAL_WINDOW_CHARS,
-            suffix_chars=SUFFIX_CHARS,
+            suffix_chars=suffix_chars,
             max_prefix_chars=max(0, int(room * chars_per_token * PREFIX_FILL)),
         )
 
