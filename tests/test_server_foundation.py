@@ -120,35 +120,27 @@ def test_cli_help_and_stdout_is_protocol_only() -> None:
         )
 
 
-def test_make_test_model_then_doctor_reports_a_hybrid_model(tmp_path: Path) -> None:
-    model = tmp_path / "m.gguf"
-    made = subprocess.run(
-        [sys.executable, "-m", "qcn_lsp", "make-test-model", str(model), "--preset", "tiny"],
-        capture_output=True,
-        text=True,
-        env=server_env(),
-        timeout=120,
-    )
-    assert made.returncode == 0, made.stderr
-    assert "random weights" in made.stdout
-    env = {**server_env(), "QCN_MODEL": str(model), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    doctor = subprocess.run(
-        [sys.executable, "-m", "qcn_lsp", "doctor"],
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qcn_lsp", *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
     )
+
+
+def test_make_test_model_then_doctor_reports_a_hybrid_model(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    made = run_cli("make-test-model", str(model), "--preset", "tiny", env=server_env())
+    assert made.returncode == 0, made.stderr
+    assert "random weights" in made.stdout
+    env = {**server_env(), "QCN_MODEL": str(model), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    doctor = run_cli("doctor", env=env)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert "architecture qwen3next" in doctor.stdout
     assert "llama_model_is_hybrid=True" in doctor.stdout
     model.write_bytes(model.read_bytes()[:4096])  # a truncated download
-    broken = subprocess.run(
-        [sys.executable, "-m", "qcn_lsp", "doctor"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    broken = run_cli("doctor", env=env)
     assert broken.returncode == 1
     assert "[!!]" in broken.stdout and "re-download" in broken.stdout
