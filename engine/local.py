@@ -72,6 +72,7 @@ class EngineConfig:
     background_checkpoint_memory_mb: float | None = None  # None: a quarter of the main budget
     state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
     persist_min_tokens: int = 1024
+    persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
     state_cache_bytes: int = 16 << 30
     token_memo_entries: int = 64
 
@@ -260,6 +261,7 @@ class _LaneRunner:
         checkpoint_budget: int,
         store: StateStore | None,
         persist_min_tokens: int,
+        persist_partials: int,
         memo: _TokenMemo,
         checkpoint_at_end: bool,
         pause: Callable[[threading.Event], None] | None = None,
@@ -273,6 +275,7 @@ class _LaneRunner:
         self.cache = CheckpointCache(checkpoint_budget)
         self.store = store
         self.persist_min_tokens = persist_min_tokens
+        self.persist_partials = persist_partials
         self.memo = memo
         self.checkpoint_at_end = checkpoint_at_end
         self._pause = pause
@@ -405,6 +408,31 @@ class _LaneRunner:
             return
         self._set_live(self.live[:pos])
         self.store.save_async(digest, pos, session.snapshot(partial=False)).result()
+        # A few recurrent-state checkpoints before the cursor go with it: after a restart, a
+        # cursor elsewhere in the file resumes from the nearest of them, not from the end of the
+        # repository context.
+        for checkpoint in self._checkpoints_to_persist(pos):
+            self.store.save_async(
+                prefix_digest(self.live, checkpoint.pos),
+                checkpoint.pos,
+                checkpoint.data,
+                parent=(pos, digest),
+            )
+        self.store.flush()
+
+    def _checkpoints_to_persist(self, pos: int) -> list[Checkpoint]:
+        """Up to `persist_partials` partial checkpoints before `pos`, spread evenly."""
+        assert self.store is not None
+        positions = [
+            p
+            for p in self.cache.partial_positions()
+            if p < pos and not self.store.contains(prefix_digest(self.live, p), p)
+        ]
+        if not positions or self.persist_partials <= 0:
+            return []
+        step = max(1, len(positions) // self.persist_partials)
+        chosen = positions[::-1][::step][: self.persist_partials]  # nearest the cursor first
+        return [c for p in chosen if (c := self.cache.partial_at(p)) is not None]
 
     def _persist_position(self, plan: list[PlannedCheckpoint], n: int) -> int | None:
         """End of the repository context, if it is worth persisting."""
@@ -469,19 +497,17 @@ class _LaneRunner:
         max_start = final_batch_rule(n)[1]
         full = self.cache.best_full(tokens, max_start, floor)
         reach = full.pos if full is not None else floor
-        for pos, digest in self.store.candidates(reach, max_start) if self.store else ():
+        for pos, digest, parent in self.store.candidates(reach, max_start) if self.store else ():
             if prefix_digest(tokens, pos) != digest:
                 continue
-            assert self.store is not None
-            data = self.store.load(digest, pos)  # None: corrupt or evicted, already dropped
-            if data is None:
-                continue
-            if self._restore_full(tokens, pos, data):
+            restored = self._restore_from_disk(tokens, pos, digest, parent)
+            if restored is None:
+                continue  # unreadable entry, dropped; the state is untouched
+            if restored:
                 report.restore_kind, report.restored_from = "disk", pos
                 self._count("disk")
                 return pos
-            self.store.drop(digest, pos)
-            return None  # the state was cleared
+            return None  # llama.cpp rejected the state, which was cleared
         if full is not None:
             if self._restore_full(tokens, full.pos, full.data):
                 full.touch()
@@ -491,6 +517,42 @@ class _LaneRunner:
                 return full.pos
             self.cache.remove(full)
         return None
+
+    def _restore_from_disk(
+        self, tokens: array[int], pos: int, digest: bytes, parent: tuple[int, bytes] | None
+    ) -> bool | None:
+        """Restore a persisted entry: a full snapshot, or a partial one on top of its parent.
+
+        None: an entry could not be read (the store dropped it) and nothing was touched;
+        False: llama.cpp refused the state, the entry was dropped and the state cleared."""
+        store, session = self.store, self.session
+        assert store is not None and session is not None
+        if parent is None:
+            data = store.load(digest, pos)
+            if data is None:
+                return None
+            if self._restore_full(tokens, pos, data):
+                return True
+            store.drop(digest, pos)
+            return False
+        base = store.load(parent[1], parent[0])
+        partial = store.load(digest, pos, partial=True) if base is not None else None
+        if base is None or partial is None:
+            store.drop(digest, pos, partial=True)
+            return None
+        session.clear()
+        if (
+            session.restore(base, partial=False)
+            and session.restore(partial, partial=True)
+            and session.trim(pos)
+        ):
+            self._set_live(tokens[:pos])
+            return True
+        logger.warning("persisted checkpoint at %d rejected by llama.cpp: dropped", pos)
+        store.drop(digest, pos, partial=True)
+        session.clear()
+        self._set_live(array("i"))
+        return False
 
     def _restore_partial(self, partial: Checkpoint, report: RequestReport) -> int | None:
         session = self.session
@@ -702,6 +764,7 @@ class LocalEngine:
             "checkpoint_interval": config.checkpoint_interval,
             "store": self._store,
             "persist_min_tokens": config.persist_min_tokens,
+            "persist_partials": config.persist_partials,
             "memo": self._memo,
         }
         self._interactive = _LaneRunner(

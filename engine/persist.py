@@ -28,7 +28,14 @@ from engine.host import LLAMA_CPP_VERSION, StateBytes
 logger = logging.getLogger(__name__)
 
 MAGIC = b"QCNSTATE1"
+# (n_tokens, prefix digest, parent (n_tokens, digest) of a partial entry or None)
+IndexEntry = tuple[int, bytes, tuple[int, bytes] | None]
 _HEADER_LEN = struct.Struct("<I")
+
+
+def _identity(entry: IndexEntry) -> tuple[int, bytes, bool]:
+    """What names an entry's value: a full and a partial entry may share a position."""
+    return entry[0], entry[1], entry[2] is not None
 
 
 def model_identity(path: Path) -> str:
@@ -68,6 +75,11 @@ class StateStore:
     An entry is identified by (n_tokens, digest of the token prefix [0, n_tokens)). A small
     index of the entries of this scope lets a request find the longest persisted prefix of its
     prompt without knowing in advance where earlier sessions took their snapshots.
+
+    Besides full snapshots, the index holds *partial* entries (recurrent state only) with the
+    full snapshot they belong to, their parent: restoring the parent and then the partial
+    state, and trimming the attention cache, gives the state at the partial's position, for
+    any prompt that shares its prefix, so a restart serves a cursor anywhere in the file.
     """
 
     def __init__(
@@ -77,7 +89,7 @@ class StateStore:
         model_path: Path,
         context_signature: str,
         size_limit: int,
-        max_entries: int = 32,
+        max_entries: int = 64,
     ) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -86,37 +98,57 @@ class StateStore:
         self._index_key = "index-" + hashlib.sha256(self._scope.encode()).hexdigest()
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        stored = self._cache.get(self._index_key, default=[])
-        self._index: list[tuple[int, bytes]] = [
-            (int(n), bytes.fromhex(d)) for n, d in stored if isinstance(n, int)
-        ]
+        self._index: list[IndexEntry] = []
+        for row in self._cache.get(self._index_key, default=[]):
+            try:
+                n, d, parent_n, parent_d = row
+                parent = None if parent_n is None else (int(parent_n), bytes.fromhex(parent_d))
+                self._index.append((int(n), bytes.fromhex(d), parent))
+            except (TypeError, ValueError):
+                continue  # an index row of another format: its entry is simply not found
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcn-state-writer")
         self._pending: set[str] = set()
         self.loads = 0
         self.rejected = 0
         self.writes = 0
 
-    def _key(self, digest: bytes, n_tokens: int) -> str:
-        scoped = f"{self._scope}|{n_tokens}|{digest.hex()}".encode()
+    def _key(self, digest: bytes, n_tokens: int, partial: bool = False) -> str:
+        kind = "partial" if partial else "full"
+        scoped = f"{self._scope}|{n_tokens}|{digest.hex()}|{kind}".encode()
         return "state-" + hashlib.sha256(scoped).hexdigest()
 
     def contains(self, digest: bytes, n_tokens: int) -> bool:
         key = self._key(digest, n_tokens)
         return key in self._pending or key in self._cache
 
-    def candidates(self, above: int, upto: int) -> list[tuple[int, bytes]]:
-        """Persisted (n_tokens, digest) with above < n_tokens <= upto, longest first."""
+    def candidates(self, above: int, upto: int) -> list[IndexEntry]:
+        """Persisted (n_tokens, digest, parent) with above < n_tokens <= upto, longest first;
+        parent is None for full snapshots."""
         with self._lock:
-            found = [(n, d) for n, d in self._index if above < n <= upto]
+            found = [entry for entry in self._index if above < entry[0] <= upto]
         return sorted(found, key=lambda entry: -entry[0])
 
-    def save_async(self, digest: bytes, n_tokens: int, state: StateBytes) -> Future[None]:
-        """Queue a write; the caller's thread returns at once."""
-        key = self._key(digest, n_tokens)
+    def save_async(
+        self,
+        digest: bytes,
+        n_tokens: int,
+        state: StateBytes,
+        parent: tuple[int, bytes] | None = None,
+    ) -> Future[None]:
+        """Queue a write; the caller's thread returns at once. With `parent` (n_tokens, digest
+        of a persisted full snapshot) `state` is a partial one that needs the parent first."""
+        key = self._key(digest, n_tokens, partial=parent is not None)
         self._pending.add(key)
-        return self._writer.submit(self._save, key, digest, n_tokens, state)
+        return self._writer.submit(self._save, key, digest, n_tokens, state, parent)
 
-    def _save(self, key: str, digest: bytes, n_tokens: int, state: StateBytes) -> None:
+    def _save(
+        self,
+        key: str,
+        digest: bytes,
+        n_tokens: int,
+        state: StateBytes,
+        parent: tuple[int, bytes] | None,
+    ) -> None:
         try:
             meta = {
                 "scope": self._scope,
@@ -127,7 +159,7 @@ class StateStore:
             meta_bytes = json.dumps(meta).encode()
             header = MAGIC + _HEADER_LEN.pack(len(meta_bytes)) + meta_bytes
             self._cache.set(key, _HeaderThenData(header, state), read=True)
-            self._update_index(add=(n_tokens, digest))
+            self._update_index(add=(n_tokens, digest, parent))
             self.writes += 1
         except Exception:  # a full disk must not take the engine down
             logger.exception("could not persist state %s", key)
@@ -135,24 +167,36 @@ class StateStore:
             self._pending.discard(key)
 
     def _update_index(
-        self, *, add: tuple[int, bytes] | None = None, remove: tuple[int, bytes] | None = None
+        self, *, add: IndexEntry | None = None, remove: tuple[int, bytes] | None = None
     ) -> None:
         with self._lock:
-            entries = [e for e in self._index if e != add and e != remove]
+            # Removing an entry removes the partial entries that depend on it as well.
+            entries = [
+                e
+                for e in self._index
+                if (add is None or _identity(e) != _identity(add))
+                and (remove is None or remove not in (e[:2], e[2]))
+            ]
             if add is not None:
                 entries.append(add)
-            for n, d in entries[: max(0, len(entries) - self._max_entries)]:
-                self._cache.delete(self._key(d, n))
+            for n, d, p in entries[: max(0, len(entries) - self._max_entries)]:
+                self._cache.delete(self._key(d, n, partial=p is not None))
             self._index = entries[-self._max_entries :]
-            self._cache.set(self._index_key, [(n, d.hex()) for n, d in self._index])
+            self._cache.set(
+                self._index_key,
+                [
+                    (n, d.hex(), None if p is None else p[0], None if p is None else p[1].hex())
+                    for n, d, p in self._index
+                ],
+            )
 
-    def load(self, digest: bytes, n_tokens: int) -> memoryview | None:
+    def load(self, digest: bytes, n_tokens: int, partial: bool = False) -> memoryview | None:
         """The state persisted for this prefix, or None (a bad entry is deleted and counted)."""
-        key = self._key(digest, n_tokens)
+        key = self._key(digest, n_tokens, partial)
         try:
             handle = self._cache.get(key, default=None, read=True)
             if handle is None:
-                self._update_index(remove=(n_tokens, digest))  # evicted by the size limit
+                self.drop(digest, n_tokens, partial)  # evicted by the size limit
                 return None
             with handle:
                 # Read into a writable buffer: llama.cpp reads the state from it in place.
@@ -161,11 +205,11 @@ class StateStore:
         except Exception:
             logger.exception("could not read persisted state %s", key)
             self.rejected += 1
-            self.drop(digest, n_tokens)
+            self.drop(digest, n_tokens, partial)
             return None
         state = self._verify(blob, n_tokens)
         if state is None:
-            self.drop(digest, n_tokens)
+            self.drop(digest, n_tokens, partial)
             return None
         self.loads += 1
         return state
@@ -190,8 +234,18 @@ class StateStore:
             self.rejected += 1
             return None
 
-    def drop(self, digest: bytes, n_tokens: int) -> None:
-        self._cache.delete(self._key(digest, n_tokens))
+    def drop(self, digest: bytes, n_tokens: int, partial: bool = False) -> None:
+        """Delete an entry; a full one takes the partial entries that depend on it along."""
+        self._cache.delete(self._key(digest, n_tokens, partial))
+        if partial:
+            with self._lock:
+                self._index = [e for e in self._index if e[:2] != (n_tokens, digest) or not e[2]]
+            self._update_index()
+            return
+        with self._lock:
+            children = [e[:2] for e in self._index if e[2] == (n_tokens, digest)]
+        for n, d in children:
+            self._cache.delete(self._key(d, n, partial=True))
         self._update_index(remove=(n_tokens, digest))
 
     def flush(self) -> None:

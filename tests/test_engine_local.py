@@ -505,6 +505,27 @@ async def test_restart_restores_the_repository_state_from_disk(
         await engine.close()
 
 
+async def test_restart_resumes_elsewhere_in_the_file_from_a_persisted_checkpoint(
+    model_path: Path, tmp_path: Path
+) -> None:
+    await _persisted_run(model_path, tmp_path)  # persists the cursor and checkpoints before it
+    # The editor reopens the same file with the cursor further up (the local window moved).
+    file_text = CODE[3] * 6
+    earlier = _fim(REPO_PROMPT.segments[0].text, file_text, 200, local_chars=40)
+    engine = LocalEngine(_persist_config(model_path, tmp_path))
+    await engine.start()
+    try:
+        repo_end = engine.count_tokens(REPO_PROMPT.segments[0].text)
+        gen = await _run(engine, earlier)
+        report = gen.report
+        assert report is not None and report.restore_kind == "disk"
+        # Not just the repository context: a checkpoint inside the file was restored.
+        assert report.restored_from is not None and report.restored_from > repo_end
+        assert gen.token_ids == await _reference(engine, earlier, GREEDY.max_tokens)
+    finally:
+        await engine.close()
+
+
 def _state_files(state_dir: Path) -> Iterator[Path]:
     return (p for p in state_dir.rglob("*.val") if p.is_file())
 
@@ -514,7 +535,8 @@ async def test_corrupt_persisted_state_is_dropped_not_loaded(
 ) -> None:
     cold = await _persisted_run(model_path, tmp_path)
     files = list(_state_files(tmp_path))
-    assert len(files) == 2  # repository context, and the state up to the cursor at shutdown
+    # repository context, the state up to the cursor at shutdown, checkpoints before it
+    assert len(files) >= 3
     for path in files:
         blob = bytearray(path.read_bytes())
         blob[len(blob) // 2] ^= 0xFF
