@@ -167,3 +167,44 @@ async def test_edit_files_reports_progress_and_can_be_cancelled(
         client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
         result = await asyncio.wait_for(task, 60)
         assert result == {"applied": False, "cancelled": True, "files": []}
+
+
+async def test_refactor_scopes_by_the_symbol_graph_with_progress(
+    project: Path, tiny_model: Path
+) -> None:
+    (project / "other.py").write_text("def unrelated():\n    return 0\n")
+    async with lsp_session(
+        profile="visual_studio_code", workspace=project, initialization_options=options(tiny_model)
+    ) as (client, _):
+
+        @client.feature(types.WORKSPACE_APPLY_EDIT)
+        def apply_edit(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            return types.ApplyWorkspaceEditResult(applied=False, failure_reason="test")
+
+        command = types.ExecuteCommandParams(
+            command="qcn.refactor",
+            arguments=[{"instruction": "rename add to plus", "symbol": "add"}],
+        )
+        for _ in range(120):  # the index builds in the background; wait for it, then the model
+            try:
+                result = await until_loaded(lambda: client.workspace_execute_command_async(command))
+                break
+            except JsonRpcException as exc:
+                if "index" not in str(exc):
+                    raise
+                await asyncio.sleep(0.25)
+        else:
+            raise AssertionError("the workspace index never became ready")
+        assert result["cancelled"] is False
+        [reports] = [
+            r
+            for r in client.progress_reports.values()
+            if getattr(r[0], "title", None) == "qcn: refactor add"
+        ]
+        files = [m for r in reports if (m := getattr(r, "message", None)) and m.startswith("file ")]
+        # Every file that defines or uses `add`, and nothing else.
+        assert len(files) == 4 and all(
+            m.startswith(f"file {k + 1} of 4: ") for k, m in enumerate(files)
+        )
+        assert not any("other.py" in m for m in files)
+        assert isinstance(reports[-1], types.WorkDoneProgressEnd)
