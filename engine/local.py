@@ -281,6 +281,9 @@ class _LaneRunner:
         self._pause = pause
         self.session: LlamaSession | None = None
         self.live: array[int] = array("i")
+        # Whether the recurrent state at len(live) is bitwise what a plain prefill of `live`
+        # gives (see _batch_end): false after a one-token micro-batch, e.g. generated tokens.
+        self.exact = True
         self.resume_point: int | None = None  # persisted at shutdown (see _persist_resume_point)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"qcn-llama-{name}")
         self.requests = 0
@@ -444,9 +447,11 @@ class _LaneRunner:
         return None
 
     def _set_live(self, new_live: array[int]) -> None:
-        """Replace the live tokens; partial checkpoints past the common prefix become stale."""
+        """Replace the live tokens after a clear or a restore (both leave an exact state);
+        partial checkpoints past the common prefix become stale."""
         self.cache.keep_prefix(common_prefix_len(self.live, new_live))
         self.live = new_live
+        self.exact = True
 
     def _prepare(self, tokens: array[int], report: RequestReport) -> int:
         """Bring the context to a state that holds tokens[:start]; return start."""
@@ -456,13 +461,20 @@ class _LaneRunner:
         while True:
             lcp = common_prefix_len(self.live, tokens)
             max_start = final_batch_rule(n)[1]
-            appendable = lcp == len(self.live) and lcp <= max_start
+            appendable = (
+                lcp == len(self.live)
+                and lcp <= max_start
+                and self.exact
+                and self._can_start_at(lcp, n)
+            )
             target = min(lcp, max_start)
             partial = None
             if appendable:
                 floor = lcp
             elif self.model.needs_checkpoints:
                 partial = self.cache.best_partial(target)
+                while partial is not None and not self._can_start_at(partial.pos, n):
+                    partial = self.cache.best_partial(partial.pos - 1)
                 floor = partial.pos if partial else 0
             else:
                 floor = target  # a plain transformer trims its KV cache anywhere
@@ -478,6 +490,7 @@ class _LaneRunner:
             return lcp
         if not self.model.needs_checkpoints and session.trim(target):
             self.live = self.live[:target]
+            self.exact = True
             report.restore_kind, report.restored_from = "partial", target
             return target
         if partial is not None:
@@ -496,9 +509,11 @@ class _LaneRunner:
         n = len(tokens)
         max_start = final_batch_rule(n)[1]
         full = self.cache.best_full(tokens, max_start, floor)
+        if full is not None and not self._can_start_at(full.pos, n):
+            full = None
         reach = full.pos if full is not None else floor
         for pos, digest, parent in self.store.candidates(reach, max_start) if self.store else ():
-            if prefix_digest(tokens, pos) != digest:
+            if not self._can_start_at(pos, n) or prefix_digest(tokens, pos) != digest:
                 continue
             restored = self._restore_from_disk(tokens, pos, digest, parent)
             if restored is None:
@@ -603,6 +618,7 @@ class _LaneRunner:
             }
         extra = [persist_at] if persist_at is not None and persist_at > start else []
         stops = sorted({*snapshot_at, *extra, n})
+        required = {n}
         if not final_batch_ok(n, n - self._last_batch_start(start, stops)):
             # Reshape the end like a plain prefill (see final_batch_rule): split where its last
             # micro-batch starts and end no batch inside that one.
@@ -610,26 +626,66 @@ class _LaneRunner:
             for pos in [p for p in snapshot_at if final_start < p < n]:
                 del snapshot_at[pos]
             stops = [p for p in stops if not final_start < p < n]
-            stops = sorted({*stops, *([final_start] if final_start > start else [])})
+            if final_start > start:
+                stops = sorted({*stops, final_start})
+                required.add(final_start)
+        # Two stops one token apart would need a one-token micro-batch (see _batch_end): drop
+        # the optional one (a snapshot); _can_start_at keeps `start` from being one before a
+        # required stop.
+        kept: list[int] = []
+        for stop in stops:
+            previous = kept[-1] if kept else start
+            if stop - previous == 1 and stop not in required:
+                continue
+            if stop - previous == 1 and kept and previous not in required:
+                kept.pop()
+            kept.append(stop)
+        for pos in set(stops) - set(kept):
+            snapshot_at.pop(pos, None)
+        stops = kept
         pos = start
         while True:
             self._take_snapshots(tokens, pos, snapshot_at, persist_at, report)
             if pos >= n:
                 break
             self._check(gen)
-            end = min(pos + self.n_batch, next(s for s in stops if s > pos))
+            end = self._batch_end(pos, stops)
             session.decode(tokens[pos:end], pos, logits_last=end == n)
             self.live.extend(tokens[pos:end])
+            self.exact = end - pos > 1 or not self.model.needs_checkpoints
             report.prefilled_tokens += end - pos
             pos = end
+
+    def _batch_end(self, pos: int, stops: list[int]) -> int:
+        """End of the prefill micro-batch that starts at `pos`, given the positions it must stop at.
+
+        Never one token unless that is all there is before the stop: llama.cpp runs a one-token
+        batch through the autoregressive DeltaNet kernel, whose recurrent state differs in the
+        last bits from the chunked kernel's, and every later token would inherit the difference
+        (measured: any split into batches of two or more tokens gives bitwise the same state).
+        """
+        remaining = next(s for s in stops if s > pos) - pos
+        if remaining > self.n_batch and remaining % self.n_batch == 1:
+            return pos + self.n_batch - 1
+        return pos + min(remaining, self.n_batch)
 
     def _last_batch_start(self, start: int, stops: list[int]) -> int:
         """Where the last micro-batch of a prefill from `start` with these stops begins."""
         pos = last = start
         while pos < stops[-1]:
             last = pos
-            pos = min(pos + self.n_batch, next(s for s in stops if s > pos))
+            pos = self._batch_end(pos, stops)
         return last
+
+    def _can_start_at(self, start: int, n: int) -> bool:
+        """Can a prefill of n tokens resume at `start` and still match a plain prefill? Not
+        when reshaping its end (final_batch_rule) would need a one-token batch just before."""
+        if start >= n or not self.model.needs_checkpoints:
+            return True
+        final_start = final_batch_rule(n)[0]
+        if final_batch_ok(n, n - self._last_batch_start(start, [n])):
+            return True
+        return final_start - start != 1
 
     def _take_snapshots(
         self,
@@ -642,11 +698,11 @@ class _LaneRunner:
         session = self.session
         assert session is not None
         planned = snapshot_at.get(pos)
-        if planned is not None:
+        if planned is not None and self.exact:
             data = session.snapshot(partial=True)
             if self.cache.add(Checkpoint(pos, "partial", data, planned.priority)):
                 report.checkpoints_taken += 1
-        if pos == persist_at and self.store is not None:
+        if pos == persist_at and self.store is not None and self.exact:
             digest = prefix_digest(tokens, pos)
             if not self.store.contains(digest, pos):
                 state = session.snapshot(partial=False)
@@ -692,6 +748,7 @@ class _LaneRunner:
                 if i + 1 < params.max_tokens:
                     session.decode([token], len(self.live), logits_last=True)
                     self.live.append(token)
+                    self.exact = not self.model.needs_checkpoints
             tail = stops.push(decoder.decode(b"", final=True))[0] + stops.flush()
             if tail:
                 gen._post("delta", tail)
@@ -745,7 +802,8 @@ class LocalEngine:
         threads = config.n_threads or max(1, len(os.sched_getaffinity(0)))
         self._memo = _TokenMemo(model, config.token_memo_entries)
         if config.state_dir is not None:
-            signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16"
+            # "exact": states are taken only after multi-token micro-batches (see _batch_end)
+            signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16|exact"
             self._store = StateStore(
                 Path(config.state_dir),
                 model_path=Path(config.model_path),

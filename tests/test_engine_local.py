@@ -146,6 +146,9 @@ edit_step = st.one_of(
     ),
     st.tuples(st.just("switch_file"), st.integers(0, 2), st.just("")),
     st.tuples(st.just("rerank_repo"), st.integers(0, 1), st.just("")),
+    st.tuples(st.just("restart"), st.just(0), st.just("")),
+    # the user accepts the completion: the next prompt extends the generated text
+    st.tuples(st.just("accept"), st.just(0), st.just("")),
 )
 
 
@@ -171,18 +174,15 @@ def test_random_edit_traces_match_a_fresh_full_prefill(
     async def scenario(state_dir: str) -> None:
         # persist_min_tokens is low so the repository boundary also goes through full
         # snapshots (RAM and disk) when the repository context is re-ranked back and forth
-        engine = LocalEngine(
-            _config(
-                model_path,
-                checkpoint_memory_mb=budget_mb,
-                state_dir=state_dir,
-                persist_min_tokens=64,
-            )
+        config = _config(
+            model_path, checkpoint_memory_mb=budget_mb, state_dir=state_dir, persist_min_tokens=64
         )
+        engine = LocalEngine(config)
         await engine.start()
         try:
             current, repo = 0, 0
             cursor = len(files[0]) // 2
+            completion = ""
             for op, where, arg in trace:
                 text = files[current]
                 if op == "insert":
@@ -202,11 +202,20 @@ def test_random_edit_traces_match_a_fresh_full_prefill(
                 elif op == "switch_file":
                     current = where
                     cursor = rng.randrange(len(files[current]) + 1)
+                elif op == "accept":
+                    text = files[current]
+                    files[current] = text[:cursor] + completion + text[cursor:]
+                    cursor += len(completion)
+                elif op == "restart":  # the editor restarts: state comes back from disk
+                    await engine.close()
+                    engine = LocalEngine(config)
+                    await engine.start()
                 else:
                     repo = where
                 cursor = min(cursor, len(files[current]))
                 prompt = _fim(repos[repo], files[current], cursor)
-                gen = await _run(engine, prompt)
+                gen = engine.stream(prompt, GREEDY)
+                completion = await gen.text()
                 assert gen.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
                 stats = engine.stats()["interactive"]
                 assert stats["peak_bytes"] <= stats["budget_bytes"]
