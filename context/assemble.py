@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from context.index import RepoIndex
 from context.rank import personalized_pagerank
 from context.tags import Definition
+from engine.formats import repo_context_text
 
 TokenCounter = Callable[[str], int]
 
@@ -31,6 +32,9 @@ _MAX_PINNED_NAMES = 16
 _MAX_BODY_LINES = 60
 _HEAD_LINES = 8
 _MAX_CANDIDATES = 300
+# Once this many candidates in a row did not fit, the budget is as good as full: rendering and
+# counting the remaining low-ranked files took most of an assembly on a large repository.
+_MAX_MISSES = 24
 _GAP_MARKER = "..."
 
 
@@ -54,9 +58,10 @@ class RepoContext:
 
 def render_repo_context(context: RepoContext) -> str:
     """Qwen's repo-level layout, without the current file (the engine appends it)."""
-    parts = [f"<|repo_name|>{context.repo_name}\n"]
-    parts.extend(f"<|file_sep|>{item.path}\n{item.content}\n" for item in context.files)
-    return "".join(parts)
+    # One rendering for the whole project: the engine's prompt must match this byte for byte.
+    return repo_context_text(
+        context.repo_name, [(item.path, item.content) for item in context.files]
+    )
 
 
 def identifiers_near(text: str, line: int, col: int) -> list[str]:
@@ -83,11 +88,20 @@ class _FilePlan:
     bodies: set[int] = field(default_factory=set)  # indices into the file's definitions
 
 
-def render_file(text: str, definitions: tuple[Definition, ...], plan: _FilePlan) -> str:
-    """A file's content in the context: whole, or chosen lines with gap markers."""
+def render_file(
+    text: str,
+    definitions: tuple[Definition, ...],
+    plan: _FilePlan,
+    lines: list[str] | None = None,
+) -> str:
+    """A file's content in the context: whole, or chosen lines with gap markers.
+
+    ``lines`` is ``text.split("\\n")`` when the caller has it already (one file is rendered
+    for several plans while the budget is filled)."""
     if plan.whole:
         return text.rstrip("\n")
-    lines = text.split("\n")
+    if lines is None:
+        lines = text.split("\n")
     shown: set[int] = set()
     if plan.skeleton:
         shown.update(d.start_line for d in definitions)
@@ -209,6 +223,7 @@ class ContextAssembler:
         plans: dict[str, _FilePlan] = {}
         rendered: dict[str, tuple[str, int]] = {}
         texts: dict[str, str] = {}
+        lines: dict[str, list[str]] = {}
 
         def text_of(path: str) -> str | None:
             if path not in texts:
@@ -224,7 +239,9 @@ class ContextAssembler:
             tags = graph.files.get(path)
             if content is None or tags is None:
                 return False
-            body = render_file(content, tags.definitions, plan)
+            if not plan.whole and path not in lines:
+                lines[path] = content.split("\n")
+            body = render_file(content, tags.definitions, plan, lines.get(path))
             cost = self.count_tokens(f"<|file_sep|>{path}\n{body}\n")
             previous_cost = rendered[path][1] if path in rendered else 0
             if cost - previous_cost > remaining:
@@ -245,8 +262,9 @@ class ContextAssembler:
             (path for path, score in scores.items() if score > 0 and path != focus),
             key=lambda path: (-scores[path], path),
         )[:_MAX_CANDIDATES]
+        misses = 0
         for path in ranked:
-            if remaining <= 0:
+            if remaining <= 0 or misses >= _MAX_MISSES:
                 break
             current = plans.get(path, _FilePlan())
             if current.whole:
@@ -256,8 +274,12 @@ class ContextAssembler:
                 continue
             if self.count_tokens(content) <= whole_limit and try_plan(path, _FilePlan(whole=True)):
                 continue
-            if not current.skeleton:
-                try_plan(path, _FilePlan(skeleton=True, bodies=set(current.bodies)))
+            if current.skeleton or try_plan(
+                path, _FilePlan(skeleton=True, bodies=set(current.bodies))
+            ):
+                misses = 0
+            else:
+                misses += 1
 
         recency = {path: order for order, path in enumerate(self.index.recently_edited)}
         ordered = sorted(rendered, key=lambda path: (recency.get(path, -1), path))

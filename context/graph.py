@@ -72,8 +72,10 @@ class SymbolGraph:
         # Extension-less path -> keys, and last path component -> extension-less paths.
         self._by_stem_path: dict[str, set[str]] = defaultdict(set)
         self._by_basename: dict[str, set[str]] = defaultdict(set)
-        # Folder -> keys: Go imports name a package folder.
+        # Folder -> keys: Go imports name a package folder; last folder component -> folders,
+        # so that matching a folder suffix does not scan every folder.
         self._by_folder: dict[str, set[str]] = defaultdict(set)
+        self._folders_by_name: dict[str, set[str]] = defaultdict(set)
         self._imports_cache: dict[str, frozenset[str]] = {}
         self._edges_cache: FileEdges | None = None
         self.version = 0
@@ -88,7 +90,9 @@ class SymbolGraph:
             stem = posixpath.splitext(path)[0]
             self._by_stem_path[stem].add(path)
             self._by_basename[posixpath.basename(stem)].add(stem)
-            self._by_folder[posixpath.dirname(path)].add(path)
+            folder = posixpath.dirname(path)
+            self._folders_by_name[posixpath.basename(folder)].add(folder)
+            self._by_folder[folder].add(path)
             self._imports_cache.clear()
         self.files[path] = tags
         for name in tags.defined_names:
@@ -116,7 +120,10 @@ class SymbolGraph:
             self._discard(self._by_stem_path, stem, path)
             if stem not in self._by_stem_path:
                 self._discard(self._by_basename, posixpath.basename(stem), stem)
-            self._discard(self._by_folder, posixpath.dirname(path), path)
+            folder = posixpath.dirname(path)
+            self._discard(self._by_folder, folder, path)
+            if folder not in self._by_folder:
+                self._discard(self._folders_by_name, posixpath.basename(folder), folder)
             self._imports_cache.clear()
 
     @staticmethod
@@ -190,9 +197,9 @@ class SymbolGraph:
                 return set(members)
             matched = {
                 key
-                for folder, keys in self._by_folder.items()
+                for folder in self._folders_by_name.get(posixpath.basename(suffix), ())
                 if folder.endswith("/" + suffix)
-                for key in keys
+                for key in self._by_folder[folder]
             }
             if matched:
                 return matched

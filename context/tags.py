@@ -21,6 +21,22 @@ class Definition:
     end_byte: int
     signature: str  # the definition's first line, stripped of trailing whitespace
 
+    # Tags are pickled into the disk cache by the thousand; the generic dataclass state
+    # (a dict built from fields() per object) made pickling cost as much as parsing.
+    def __reduce__(self) -> tuple[type[Definition], tuple[str, str, int, int, int, int, str]]:
+        return (
+            Definition,
+            (
+                self.name,
+                self.kind,
+                self.start_line,
+                self.end_line,
+                self.start_byte,
+                self.end_byte,
+                self.signature,
+            ),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Reference:
@@ -29,11 +45,17 @@ class Reference:
     line: int
     col: int
 
+    def __reduce__(self) -> tuple[type[Reference], tuple[str, str, int, int]]:
+        return (Reference, (self.name, self.kind, self.line, self.col))
+
 
 @dataclass(frozen=True, slots=True)
 class Import:
     module: str  # as written, quotes stripped
     line: int
+
+    def __reduce__(self) -> tuple[type[Import], tuple[str, int]]:
+        return (Import, (self.module, self.line))
 
 
 @dataclass(frozen=True, slots=True)

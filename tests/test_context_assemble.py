@@ -20,6 +20,7 @@ from context.cli import run_context, run_index
 from context.graph import FileEdges
 from context.index import RepoIndex
 from context.rank import personalized_pagerank
+from engine.formats import repo_context_text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "repos" / "poly"
 
@@ -47,8 +48,11 @@ def _cursor_at(text: str, needle: str) -> tuple[int, int]:
 def test_render_layout() -> None:
     context = RepoContext(3, "demo", (ContextFile("a.py", "x = 1"), ContextFile("b/c.py", "")))
     assert render_repo_context(context) == (
-        "<|repo_name|>demo\n<|file_sep|>a.py\nx = 1\n<|file_sep|>b/c.py\n\n"
+        "<|repo_name|>demo\n<|file_sep|>a.py\nx = 1\n<|file_sep|>b/c.py\n"
     )
+    # The engine renders the REPO segment of its prompts the very same way.
+    files = [(item.path, item.content) for item in context.files]
+    assert render_repo_context(context) == repo_context_text("demo", files)
 
 
 def test_identifiers_near_cursor_closest_first() -> None:
