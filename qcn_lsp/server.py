@@ -19,6 +19,7 @@ from qcn_lsp.settings import Settings
 logger = logging.getLogger(__name__)
 
 SettingsListener = Callable[["QcnServer", set[str]], None]
+InitializedListener = Callable[["QcnServer"], None]
 
 
 class _AnsweredRequest:
@@ -71,6 +72,7 @@ class QcnServer(LanguageServer):
         )
         self.settings = Settings()
         self._settings_listeners: list[SettingsListener] = []
+        self._initialized_listeners: list[InitializedListener] = []
         # The model backend and the workspace index: started once the client is initialized
         # (features/configuration.py), reloaded when settings that concern them change.
         self.services = Services(self)
@@ -79,6 +81,15 @@ class QcnServer(LanguageServer):
     def on_settings_changed(self, listener: SettingsListener) -> None:
         """Call `listener(server, changed_keys)` whenever effective settings change."""
         self._settings_listeners.append(listener)
+
+    def on_initialized(self, listener: InitializedListener) -> None:
+        """Call `listener(server)` once the client is initialized and its settings are pulled:
+        the first moment requests to the client (e.g. dynamic registrations) are allowed."""
+        self._initialized_listeners.append(listener)
+
+    def client_initialized(self) -> None:
+        for listener in self._initialized_listeners:
+            listener(self)
 
     def apply_settings(self, raw: Any, source: str) -> None:
         """Merge `raw` into the settings, warn about what was ignored, notify listeners."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,7 @@ class Services:
         self._index_error: str | None = None
         self._index_task: asyncio.Task[None] | None = None
         self._index_state = "not started"
+        self._index_listeners: list[Callable[[Any], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
         self.started = False
@@ -273,6 +275,8 @@ class Services:
         self._index_state = (
             f"ready: {stats.files} files, {stats.definitions} definitions in {stats.seconds:.1f} s"
         )
+        for listener in self._index_listeners:
+            listener(index)
 
     async def index_ready(self, timeout: float) -> Any:
         """The built RepoIndex, waiting up to `timeout` s; else ServiceUnavailable."""
@@ -289,6 +293,10 @@ class Services:
 
     def index_if_ready(self) -> Any:
         return self._index
+
+    def on_index_ready(self, listener: Callable[[Any], None]) -> None:
+        """Call `listener(index)` each time a (re)built index becomes the current one."""
+        self._index_listeners.append(listener)
 
     # -- status -------------------------------------------------------------------------------
 
@@ -308,9 +316,19 @@ class Services:
         return {
             "engine": engine,
             "lastRequest": None if report is None else report_dict(report),
-            "index": {"state": self._index_state, "error": self._index_error},
+            "index": self._index_status(),
             "settings": self.server.settings.values,
         }
+
+    def _index_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"state": self._index_state, "error": self._index_error}
+        if self._index is not None:
+            # A snapshot: the index thread may be updating the graph meanwhile.
+            files = tuple(self._index.graph.files.values())
+            status.update(
+                files=len(files), definitions=sum(len(tags.definitions) for tags in files)
+            )
+        return status
 
     def _show(self, kind: types.MessageType, message: str) -> None:
         logger.warning(message)

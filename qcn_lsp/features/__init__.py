@@ -13,11 +13,19 @@ def register_all(server: QcnServer) -> None:
         code_actions,
         completion,
         configuration,
+        documents,
         inline_completion,
         refactor,
         status,
     )
 
-    # status right after configuration: it starts the services once settings are pulled.
-    for feature in (configuration, status, completion, inline_completion, code_actions, refactor):
+    for feature in (
+        configuration,
+        status,
+        documents,
+        completion,
+        inline_completion,
+        code_actions,
+        refactor,
+    ):
         feature.register(server)

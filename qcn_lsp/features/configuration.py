@@ -51,6 +51,7 @@ def register(server: QcnServer) -> None:
         await _pull_configuration(ls)
         # Model load and indexing start in the background with the settings just pulled.
         ls.services.start()
+        ls.client_initialized()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_did_change_configuration(
