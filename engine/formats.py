@@ -140,7 +140,7 @@ Give every required parameter. Reasoning, if any, goes before the first call. Wh
 fits, answer in plain text."""
 
 
-def _function_schema(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+def function_schema(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     """OpenAI-style `{"type": "function", "function": {...}}` or the bare function object."""
     inner = tool.get("function")
     return inner if isinstance(inner, Mapping) else tool
@@ -150,7 +150,7 @@ def render_tools(tools: Sequence[Mapping[str, Any]]) -> str:
     """Tool descriptions in the XML layout Qwen3-Coder was trained to read."""
     lines = ["# Tools", "", "You have access to the following functions:", "", "<tools>"]
     for tool in tools:
-        function = _function_schema(tool)
+        function = function_schema(tool)
         parameters = function.get("parameters") or {}
         lines += ["<function>", f"<name>{function.get('name', '')}</name>"]
         if function.get("description"):

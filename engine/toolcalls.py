@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.formats import function_schema
+
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 FUNCTION_CLOSE = "</function>"
@@ -52,7 +54,7 @@ def _strip_layout_newlines(value: str) -> str:
 def _parameter_types(tools: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     types: dict[str, dict[str, str]] = {}
     for tool in tools:
-        function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+        function = function_schema(tool)
         properties = (function.get("parameters") or {}).get("properties") or {}
         types[str(function.get("name", ""))] = {
             name: str(schema.get("type", "string")) for name, schema in properties.items()
