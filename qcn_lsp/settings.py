@@ -134,7 +134,7 @@ SCHEMA: tuple[SettingSpec, ...] = (
     SettingSpec(
         "completion.suffixChars",
         int,
-        600,
+        320,
         "Characters after the cursor shown to the model (cut at a line end). They are re-read on "
         "every keystroke, so this is the main per-keystroke cost on a CPU.",
         0,
