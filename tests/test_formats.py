@@ -178,3 +178,14 @@ def test_render_then_parse_round_trips(arguments: dict[str, str]) -> None:
 def test_parser_never_crashes(text: str) -> None:
     with contextlib.suppress(ToolCallError):
         parse_tool_calls(text)
+
+
+def test_an_over_long_file_is_cut_at_a_point_that_typing_does_not_move() -> None:
+    prefix = "".join(f"line {i} = {i}\n" for i in range(5000))
+    cuts = set()
+    for typed in range(0, 400, 7):
+        prompt = fim_prompt("r", [], "a.py", prefix + "x" * typed, "", max_prefix_chars=20_000)
+        head = prompt.segments[1].text
+        cuts.add(head[len(f"{FILE_SEP}a.py\n{FIM_PREFIX}") :][:40])
+        assert len(prompt.segments[1].text) + len(prompt.segments[2].text) <= 20_100
+    assert len(cuts) == 1

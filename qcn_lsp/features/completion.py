@@ -42,6 +42,7 @@ LOCAL_WINDOW_CHARS = 16_000
 # the FIM markers and the path, and the share of the estimated room the file prefix may fill.
 SAMPLE_CHARS = 4_000
 PROMPT_MARGIN_TOKENS = 64
+UTF8_MAX_BYTES = 4
 PREFIX_FILL = 0.9
 TRIGGER_CHARACTERS = [".", "(", "[", ",", ":", "=", " "]
 
@@ -74,6 +75,7 @@ class Completer:
         self._suggestions: dict[str, logic.Suggestion] = {}
         self._running: dict[str, asyncio.Future[None]] = {}
         self._rhythm: dict[str, logic.TypingRhythm] = {}
+        self._chars_per_token: dict[str, float] = {}
         # One assembler per index: it keeps its last ranking so the repo prefix stays stable.
         self._assembler: Any = None
         self._assembler_index: Any = None
@@ -224,11 +226,22 @@ class Completer:
         repo_budget = min(self.server.settings["context.budgetTokens"], n_ctx // 2)
         repo_name, files = self._repo_context(cursor, path, backend.count_tokens, repo_budget)
         repo_tokens = repo_budget if files else 0
-        sample = cursor.prefix[-SAMPLE_CHARS:] or "x"
-        chars_per_token = len(sample) / max(1, backend.count_tokens(sample))
         suffix_chars = self.server.settings["completion.suffixChars"]
-        suffix_tokens = len(clip_suffix(cursor.suffix, suffix_chars)) / chars_per_token
-        room = n_ctx - max_tokens - repo_tokens - suffix_tokens - PROMPT_MARGIN_TOKENS
+        suffix = clip_suffix(cursor.suffix, suffix_chars)
+        room = n_ctx - max_tokens - repo_tokens - PROMPT_MARGIN_TOKENS
+        max_prefix_chars: int | None = None
+        # Every token covers at least one UTF-8 byte (a character is at most 4): most files
+        # surely fit, and only longer ones pay for sampling the tokenizer on the keystroke path.
+        if UTF8_MAX_BYTES * (len(cursor.prefix) + len(suffix)) > room:
+            # Sampled once per document: a budget that moved with every keystroke would move
+            # the cut, and the engine would re-read the whole file.
+            chars_per_token = self._chars_per_token.get(cursor.uri)
+            if chars_per_token is None:
+                sample = cursor.prefix[-SAMPLE_CHARS:] or "x"
+                chars_per_token = len(sample) / max(1, backend.count_tokens(sample))
+                self._chars_per_token[cursor.uri] = chars_per_token
+            prefix_room = room - suffix_chars / chars_per_token  # not len(suffix): see above
+            max_prefix_chars = max(0, int(prefix_room * chars_per_token * PREFIX_FILL))
         return fim_prompt(
             repo_name,
             files,
@@ -237,7 +250,7 @@ class Completer:
             cursor.suffix,
             local_window_chars=LOCAL_WINDOW_CHARS,
             suffix_chars=suffix_chars,
-            max_prefix_chars=max(0, int(room * chars_per_token * PREFIX_FILL)),
+            max_prefix_chars=max_prefix_chars,
         )
 
     def _repo_context(
