@@ -297,6 +297,25 @@ def _server_column(document: TextDocument, position: types.Position) -> int:
     return document.position_codec.position_from_client_units(document.lines, position).character
 
 
+async def complete_at(
+    ls: QcnServer, uri: str, position: types.Position, *, invoked: bool
+) -> tuple[Cursor, Answer | None] | None:
+    """The model's completion at a client position (both completion flavours).
+
+    None for documents qcn-lsp does not complete. Automatic requests stay quiet while the
+    model loads; explicit ones get the reason as a JSON-RPC error."""
+    completer = completer_of(ls)
+    cursor = completer.cursor(uri, position)
+    if cursor is None:
+        return None
+    try:
+        return cursor, await completer.complete(cursor, invoked=invoked)
+    except ServiceUnavailable:
+        if invoked:
+            raise
+        return cursor, None
+
+
 def completer_of(server: QcnServer) -> Completer:
     completer = getattr(server, "completer", None)
     if completer is None:
@@ -313,20 +332,14 @@ def register(server: QcnServer) -> None:
     async def on_completion(
         ls: QcnServer, params: types.CompletionParams
     ) -> types.CompletionList | None:
-        completer = completer_of(ls)
-        cursor = completer.cursor(params.text_document.uri, params.position)
-        if cursor is None:
-            return None
         invoked = (
             params.context is None
             or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
         )
-        try:
-            answer = await completer.complete(cursor, invoked=invoked)
-        except ServiceUnavailable:
-            if invoked:
-                raise
-            return None  # automatic popups stay quiet while the model loads
+        found = await complete_at(ls, params.text_document.uri, params.position, invoked=invoked)
+        if found is None:
+            return None
+        cursor, answer = found
         if answer is None:
             return types.CompletionList(is_incomplete=True, items=[])
         return types.CompletionList(is_incomplete=True, items=[_popup_item(ls, cursor, answer)])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from qcn_lsp.features.completion import completer_of
+from qcn_lsp.features.completion import complete_at
 from qcn_lsp.server import QcnServer
-from qcn_lsp.services import ServiceUnavailable
 
 
 def register(server: QcnServer) -> None:
@@ -14,17 +13,11 @@ def register(server: QcnServer) -> None:
     async def on_inline_completion(
         ls: QcnServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList | None:
-        completer = completer_of(ls)
-        cursor = completer.cursor(params.text_document.uri, params.position)
-        if cursor is None:
-            return None
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        try:
-            answer = await completer.complete(cursor, invoked=invoked)
-        except ServiceUnavailable:
-            if invoked:
-                raise
-            return None  # automatic ghost text stays quiet while the model loads
+        found = await complete_at(ls, params.text_document.uri, params.position, invoked=invoked)
+        if found is None:
+            return None
+        _cursor, answer = found
         if answer is None:
             return types.InlineCompletionList(items=[])
         here = types.Range(start=params.position, end=params.position)
