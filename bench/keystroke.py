@@ -138,7 +138,7 @@ async def run_engine(args: argparse.Namespace, context: int) -> dict[str, Any]:
     repo = repo_context(engine.count_tokens, context)
     prompts = keystroke_prompts(repo, args)[: args.keystrokes + 1]
     params = GenerationParams(max_tokens=args.max_tokens)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for prompt in prompts:
         gen = engine.stream(prompt, params, key="bench")
         await gen.text()

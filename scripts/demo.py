@@ -55,7 +55,8 @@ async def status(client: LanguageClient) -> dict[str, Any]:
     result = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command="qcn.status", arguments=[])
     )
-    return dict(result)
+    assert isinstance(result, dict), result
+    return result
 
 
 async def main() -> int:
@@ -156,7 +157,8 @@ async def main() -> int:
                 print(f"the server answered with an error: {exc}")
                 break
             ms = (time.perf_counter() - t0) * 1000
-            text = answer.items[0].insert_text if answer and answer.items else ""
+            items = answer.items if isinstance(answer, types.InlineCompletionList) else answer
+            text = items[0].insert_text if items else ""
             final = next((p for p in streamed if p.done), None)
             report = getattr(final, "report", None)
             ttft = f"{report.ms.first_token:.1f}" if report else "-"

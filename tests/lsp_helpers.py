@@ -48,7 +48,9 @@ async def lsp_session(
     if configuration is not None:
         client.set_configuration(configuration)
     root_uri = workspace.as_uri() if workspace else None
-    folders = [types.WorkspaceFolder(uri=root_uri, name=workspace.name)] if workspace else None
+    folders = (
+        [types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)] if workspace else None
+    )
     try:
         result = await client.initialize_session(
             types.InitializeParams(
