@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -96,8 +98,8 @@ def render_file(
 ) -> str:
     """A file's content in the context: whole, or chosen lines with gap markers.
 
-    ``lines`` is ``text.split("\\n")`` when the caller has it already (one file is rendered
-    for several plans while the budget is filled)."""
+    ``lines`` is ``text.split("\\n")`` when the caller has it already (the render cache keeps
+    one per file, which is rendered for several plans)."""
     if plan.whole:
         return text.rstrip("\n")
     if lines is None:
@@ -133,6 +135,88 @@ def render_file(
     if previous < len(lines) - 1 and rendered:
         rendered.append(_GAP_MARKER)
     return "\n".join(rendered)
+
+
+# Plan key: whole, skeleton, bodies; ``None`` stands for the file's plain token count.
+_PlanKey = tuple[bool, bool, frozenset[int]] | None
+# About 2 bytes of memory per character of a cached file's text (text, lines and renderings).
+_RENDER_CACHE_CHARS = 12_000_000
+
+
+@dataclass(slots=True)
+class _CachedFile:
+    content: str
+    definitions: tuple[Definition, ...]
+    lines: list[str] | None = None
+    renders: dict[tuple[_PlanKey, TokenCounter], tuple[str, int]] = field(default_factory=dict)
+    chars: int = 0
+
+
+class _RenderCache:
+    """Rendered files and their token costs, shared by all assemblers.
+
+    Assemblies for nearby cursors try mostly the same files with the same plans (whole, or the
+    skeleton): rendering and counting them again was half of an assembly on a large repository.
+    An entry holds the text and definitions it was rendered from and is used only while both
+    are still the same, so an edited or re-indexed file is rendered afresh. Least recently used
+    files go once the cached text passes ``max_chars``.
+    """
+
+    def __init__(self, max_chars: int) -> None:
+        self._max_chars = max_chars
+        self._chars = 0
+        self._files: OrderedDict[str, _CachedFile] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def measure(
+        self,
+        path: str,
+        content: str,
+        definitions: tuple[Definition, ...],
+        plan: _FilePlan | None,
+        count_tokens: TokenCounter,
+    ) -> tuple[str, int]:
+        """``plan``'s rendering of ``path`` and its cost in the context, or, without a plan,
+        the token count of the plain content."""
+        key = (
+            None if plan is None else (plan.whole, plan.skeleton, frozenset(plan.bodies)),
+            count_tokens,
+        )
+        with self._lock:
+            entry = self._files.get(path)
+            if entry is None or not (
+                entry.content == content
+                and (entry.definitions is definitions or entry.definitions == definitions)
+            ):
+                if entry is not None:
+                    self._chars -= entry.chars
+                entry = _CachedFile(content, definitions, chars=len(content))
+                self._chars += entry.chars
+                self._files[path] = entry
+            self._files.move_to_end(path)
+            cached = entry.renders.get(key)
+            if cached is not None:
+                return cached
+            if plan is None:
+                body, cost = "", count_tokens(content)
+            else:
+                if not plan.whole and entry.lines is None:
+                    entry.lines = content.split("\n")
+                    entry.chars += len(content)
+                    self._chars += len(content)
+                body = render_file(content, definitions, plan, entry.lines)
+                cost = count_tokens(f"<|file_sep|>{path}\n{body}\n")
+            if body is not content:
+                entry.chars += len(body)
+                self._chars += len(body)
+            entry.renders[key] = (body, cost)
+            while self._chars > self._max_chars and len(self._files) > 1:
+                _gone, evicted = self._files.popitem(last=False)
+                self._chars -= evicted.chars
+            return body, cost
+
+
+_render_cache = _RenderCache(_RENDER_CACHE_CHARS)
 
 
 class ContextAssembler:
@@ -216,14 +300,13 @@ class ContextAssembler:
         for recent in self.index.recently_edited:
             if recent != focus:
                 seeds[recent] = seeds.get(recent, 0.0) + 0.2
-        scores = personalized_pagerank(graph.file_edges(), seeds)
+        scores = personalized_pagerank(graph.file_edges(), seeds, limit=_MAX_CANDIDATES + 1)
 
         header = self.count_tokens(f"<|repo_name|>{self.index.repo_name}\n")
         remaining = budget - header
         plans: dict[str, _FilePlan] = {}
         rendered: dict[str, tuple[str, int]] = {}
         texts: dict[str, str] = {}
-        lines: dict[str, list[str]] = {}
 
         def text_of(path: str) -> str | None:
             if path not in texts:
@@ -239,10 +322,9 @@ class ContextAssembler:
             tags = graph.files.get(path)
             if content is None or tags is None:
                 return False
-            if not plan.whole and path not in lines:
-                lines[path] = content.split("\n")
-            body = render_file(content, tags.definitions, plan, lines.get(path))
-            cost = self.count_tokens(f"<|file_sep|>{path}\n{body}\n")
+            body, cost = _render_cache.measure(
+                path, content, tags.definitions, plan, self.count_tokens
+            )
             previous_cost = rendered[path][1] if path in rendered else 0
             if cost - previous_cost > remaining:
                 return False
@@ -258,10 +340,7 @@ class ContextAssembler:
             try_plan(path, _FilePlan(bodies={*current.bodies, position}))
 
         whole_limit = max(1, int(budget * self.whole_file_share))
-        ranked = sorted(
-            (path for path, score in scores.items() if score > 0 and path != focus),
-            key=lambda path: (-scores[path], path),
-        )[:_MAX_CANDIDATES]
+        ranked = [path for path in scores if path != focus][:_MAX_CANDIDATES]
         misses = 0
         for path in ranked:
             if remaining <= 0 or misses >= _MAX_MISSES:
@@ -272,7 +351,13 @@ class ContextAssembler:
             content = text_of(path)
             if content is None:
                 continue
-            if self.count_tokens(content) <= whole_limit and try_plan(path, _FilePlan(whole=True)):
+            tags = graph.files.get(path)
+            if tags is None:
+                continue
+            tokens = _render_cache.measure(
+                path, content, tags.definitions, None, self.count_tokens
+            )[1]
+            if tokens <= whole_limit and try_plan(path, _FilePlan(whole=True)):
                 continue
             if current.skeleton or try_plan(
                 path, _FilePlan(skeleton=True, bodies=set(current.bodies))

@@ -128,6 +128,50 @@ def diff_edit(old: bytes, new: bytes) -> TextEdit | None:
     )
 
 
+def _statement_region(
+    root: tree_sitter.Node, start: int, end: int
+) -> tuple[tree_sitter.Node, tree_sitter.Node, tree_sitter.Node] | None:
+    """The statements to re-tag for a change in bytes [start, end] of the new tree.
+
+    Returns the first and last statement (children of one block node) and that block, or None
+    when only the whole file will do. A change inside one statement gives that statement. A
+    change in a block's own text (whitespace or a new line between statements, or one spanning
+    several) gives the block's children around it, not the whole enclosing definition: climbing
+    from the block re-tagged a whole class on every typed space or newline.
+    """
+    node: tree_sitter.Node | None = root.descendant_for_byte_range(start, end)
+    while node is not None and node.type not in _BLOCK_TYPES:
+        parent = node.parent
+        if parent is None:
+            return None
+        if parent.type in _BLOCK_TYPES:
+            return _unless_whole_file(root, node, node, parent)
+        node = parent
+    if node is None or node.child_count == 0:
+        return None
+    children = node.children
+    # Statements from the last one starting at or before the change to the first one ending at
+    # or after it; a change before the first or after the last statement falls back.
+    first = next((child for child in reversed(children) if child.start_byte <= start), None)
+    last = next((child for child in children if child.end_byte >= end), None)
+    if first is None or last is None or first.start_byte > last.start_byte:
+        return None
+    return _unless_whole_file(root, first, last, node)
+
+
+def _unless_whole_file(
+    root: tree_sitter.Node, first: tree_sitter.Node, last: tree_sitter.Node, block: tree_sitter.Node
+) -> tuple[tree_sitter.Node, tree_sitter.Node, tree_sitter.Node] | None:
+    # Re-tagging a region that is the whole file costs a full re-tag and then some.
+    if (
+        block == root
+        and first.start_byte <= root.children[0].start_byte
+        and last.end_byte >= root.children[-1].end_byte
+    ):
+        return None
+    return first, last, block
+
+
 def _as_edit(edit: EditLike) -> TextEdit:
     return edit if isinstance(edit, TextEdit) else TextEdit(*edit)
 
@@ -369,18 +413,18 @@ class RepoIndex:
         for changed in old_tree.changed_ranges(new_tree):
             start = min(start, changed.start_byte)
             end = max(end, changed.end_byte)
-        node: tree_sitter.Node | None = new_tree.root_node.descendant_for_byte_range(start, end)
-        while node is not None and node.parent is not None and node.parent.type not in _BLOCK_TYPES:
-            node = node.parent
-        if node is None or node.parent is None:
+        region = _statement_region(new_tree.root_node, start, end)
+        if region is None:
             return extract_tags(lang, new_tree, source)
-        region_start, region_end = node.start_byte, node.end_byte
+        first, last, container = region
+        region_start, region_end = first.start_byte, last.end_byte
         delta_bytes = edit.new_end_byte - edit.old_end_byte
         old_region_end = region_end - delta_bytes
-        region_start_line = node.start_point[0]
-        region_start_point = node.start_point
+        region_start_point = first.start_point
+        region_end_point = last.end_point
+        region_start_line = region_start_point[0]
         delta_lines = edit.new_end_point[0] - edit.old_end_point[0]
-        new_end_line, new_end_col = node.end_point
+        new_end_line, new_end_col = region_end_point
         # Columns after the edit on its last line moved; so did the region's end if it is there.
         delta_cols = (
             edit.new_end_point[1] - edit.old_end_point[1]
@@ -394,7 +438,7 @@ class RepoIndex:
         if any(region_start_line <= item.line <= old_end_line for item in old_tags.imports):
             return extract_tags(lang, new_tree, source)
         ancestors: set[tuple[int, int]] = set()
-        ancestor = node.parent
+        ancestor: tree_sitter.Node | None = container
         while ancestor is not None:
             ancestors.add((ancestor.start_byte, ancestor.end_byte))
             ancestor = ancestor.parent
@@ -460,7 +504,7 @@ class RepoIndex:
         references.extend(
             r
             for r in region_tags.references
-            if region_start_point <= (r.line, r.col) < node.end_point
+            if region_start_point <= (r.line, r.col) < region_end_point
         )
         imports = [
             item if item.line < region_start_line else replace(item, line=item.line + delta_lines)

@@ -118,6 +118,24 @@ def test_custom_token_counter_is_used(index: RepoIndex, workspace: Path) -> None
     assert count_words(render_repo_context(context)) <= 80
 
 
+def test_edited_files_are_rendered_afresh(index: RepoIndex, workspace: Path) -> None:
+    """Renderings are cached across assemblers; an edit to a file must show in the next one."""
+    path = workspace / "py" / "app" / "service.py"
+    text = path.read_text()
+    models = workspace / "py" / "app" / "models.py"
+
+    def models_content() -> str:
+        context = ContextAssembler(index).assemble(str(path), text, 8, 10, 100_000)
+        return {item.path: item.content for item in context.files}["py/app/models.py"]
+
+    assert "EDITED_MARKER" not in models_content()
+    models.write_text(models.read_text() + "\nEDITED_MARKER = 1\n")
+    index.refresh_file(models)
+    assert "EDITED_MARKER = 1" in models_content()
+    index.update_document(str(models), models.read_text() + "\nBUFFER_MARKER = 2\n")
+    assert "BUFFER_MARKER = 2" in models_content()
+
+
 def test_skeleton_for_big_files(index: RepoIndex, workspace: Path) -> None:
     big = workspace / "py" / "app" / "big.py"
     functions = [f"def helper_{n}(value):\n    return value + {n}\n" for n in range(150)]

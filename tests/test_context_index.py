@@ -233,6 +233,38 @@ def test_incremental_updates_match_full_parse(workspace: Path, path: str) -> Non
     assert index.graph.files[path] == tags
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "py/app/service.py",
+        "ts/shapes.ts",
+        "go/geom/geom.go",
+        "rust/src/counter.rs",
+        "cpp/stack.hpp",
+        "java/com/example/App.java",
+    ],
+)
+def test_typing_new_lines_matches_full_parse(workspace: Path, path: str) -> None:
+    """Typing a new statement at the end of every line, one character at a time: the edits
+    fall between statements, inside blocks and across half-typed brackets."""
+    index = RepoIndex([workspace])
+    index.build()
+    text = (workspace / path).read_text()
+    index.update_document(str(workspace / path), text)
+    typed = "\n    value = compute(arg, other=[1, 2]);  // x"
+    for row in range(0, text.count("\n"), 3):
+        lines = text.split("\n")
+        offset = sum(len(line) + 1 for line in lines[:row]) + len(lines[row])
+        for character in typed:
+            text = text[:offset] + character + text[offset:]
+            offset += 1
+            tags = index.update_document(str(workspace / path), text)
+            expected = full_tags(path, text.encode())
+            assert tags.definitions == expected.definitions, (row, offset)
+            assert tags.references == expected.references, (row, offset)
+            assert tags.imports == expected.imports, (row, offset)
+
+
 def test_edit_tuples_are_accepted(workspace: Path) -> None:
     index = RepoIndex([workspace])
     index.build()
