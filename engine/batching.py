@@ -100,20 +100,45 @@ def plan_prefill_stops(
     after `start` where a checkpoint is planned) and at `extra` (optional stops, e.g. where the
     repository context is persisted).
 
-    `start` must satisfy `can_resume_at` and lie at or before `final_batch_rule(n)[1]`. The end is
-    always a stop. When the last batch would fall in another class than a plain prefill's, the
-    prefill also stops where a plain prefill's last batch starts, and ends no batch inside that
-    one. Two stops one token apart would need a one-token batch: the optional one goes.
+    `start` must satisfy `can_resume_at` and lie at or before `final_batch_rule(n)[1]`. Then no
+    micro-batch is one token long unless a plain prefill's last one is too, and the last one
+    falls in the class of a plain prefill's. The end is always a stop. When the last batch would
+    fall in another class, the prefill also stops where a plain prefill's last batch starts and
+    ends no batch inside that one. Two stops one token apart would need a one-token batch: the
+    optional one goes.
     """
     wanted = set(snapshots)
     stops = sorted({*wanted, *extra, n})
     required = {n}
-    if not final_batch_ok(n, n - last_batch_start(start, stops, n_batch)):
-        final_start = final_batch_rule(n)[0]
-        stops = [p for p in stops if not final_start < p < n]
-        if final_start > start:
-            stops = sorted({*stops, final_start})
-            required.add(final_start)
+    stops = _drop_adjacent(start, _reshape_end(start, n, stops, n_batch, required), required)
+    # Dropping a stop next to the end can change the last batch's class: reshape once more
+    # (the last batch then starts at a required stop and nothing is dropped after it).
+    stops = _drop_adjacent(start, _reshape_end(start, n, stops, n_batch, required), required)
+    return PrefillStops(stops, frozenset(wanted - set(stops)))
+
+
+def _reshape_end(
+    start: int, n: int, stops: list[int], n_batch: int, required: set[int]
+) -> list[int]:
+    """Stops whose last batch falls in a plain prefill's class; adds the stops that must stay
+    to `required`."""
+    if final_batch_ok(n, n - last_batch_start(start, stops, n_batch)):
+        return stops
+    final_start = final_batch_rule(n)[0]
+    if final_start - start == 1:
+        # Splitting there would need a one-token batch first; without the optional stops the
+        # prefill ends in the right class (can_resume_at checked it).
+        return [p for p in stops if p <= start or p == n]
+    stops = [p for p in stops if not final_start < p < n]
+    if final_start > start:
+        required.add(final_start)
+        return sorted({*stops, final_start})
+    return stops
+
+
+def _drop_adjacent(start: int, stops: list[int], required: set[int]) -> list[int]:
+    """Drop optional stops one token after the previous stop (or `start`), or one token before
+    a required one."""
     kept: list[int] = []
     for stop in stops:
         previous = kept[-1] if kept else start
@@ -122,4 +147,4 @@ def plan_prefill_stops(
         if stop - previous == 1 and kept and previous not in required:
             kept.pop()
         kept.append(stop)
-    return PrefillStops(kept, frozenset(wanted - set(kept)))
+    return kept

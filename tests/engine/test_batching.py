@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
 from engine.batching import (
     DELTANET_CHUNK,
     batch_end,
@@ -95,3 +100,57 @@ def test_snapshots_that_would_change_the_last_batch_class_are_dropped() -> None:
 def test_a_snapshot_at_the_start_is_kept_and_extra_stops_are_never_dropped_snapshots() -> None:
     plan = plan_prefill_stops(64, 300, [64, 200], 64, extra=[150])
     assert plan.stops == [64, 150, 200, 300] and not plan.dropped
+
+
+def test_a_reshaped_end_one_token_after_the_start_keeps_only_the_end() -> None:
+    # n = 89: a plain prefill's last batch starts at 64. From 63, with these snapshots the last
+    # batch would be one token; splitting at 64 would need the one-token batch [63, 64) first.
+    plan = plan_prefill_stops(63, 89, [64, 68, 78, 84, 85, 88], 64)
+    assert plan.stops == [89] and plan.dropped == {64, 68, 78, 84, 85, 88}
+    assert _batches(63, plan.stops, 64) == [26]
+
+
+def test_dropping_a_stop_next_to_the_end_keeps_the_end_class() -> None:
+    # n = 129 ends with one token; dropping the snapshot at 128 (next to the end) would leave
+    # a 4-token last batch [125, 129)
+    plan = plan_prefill_stops(0, 129, [125, 128], 256)
+    assert plan.stops == [125, 128, 129] and not plan.dropped
+    assert _batches(0, plan.stops, 256) == [125, 3, 1]
+
+
+@st.composite
+def _prefills(draw: st.DrawFn) -> tuple[int, int, set[int], list[int], int]:
+    n_batch = draw(st.sampled_from([64, 65, 100, 128, 256]))
+    n = draw(st.integers(1, 700))
+    max_start = final_batch_rule(n)[1]
+    assume(max_start >= 0)
+    start = draw(st.integers(0, max_start))
+    assume(can_resume_at(start, n, n_batch))
+    # snapshots anywhere, and crowded near the end and the start where the rules bite
+    near_end = st.integers(max(start, n - 2 * DELTANET_CHUNK), n)
+    near_start = st.integers(start, min(n, start + 4))
+    snapshots = draw(st.sets(st.integers(start, n) | near_end | near_start, max_size=12))
+    extra = draw(st.lists(st.integers(start + 1, n), max_size=1))
+    return start, n, snapshots, extra, n_batch
+
+
+@settings(max_examples=500, deadline=None)
+@given(_prefills())
+def test_every_plan_keeps_the_shape_of_a_plain_prefill(
+    case: tuple[int, int, set[int], list[int], int],
+) -> None:
+    start, n, snapshots, extra, n_batch = case
+    plan = plan_prefill_stops(start, n, snapshots, n_batch, extra=extra)
+    stops = plan.stops
+    assert stops == sorted(set(stops)) and stops[-1] == n and stops[0] >= start
+    assert plan.dropped <= snapshots and snapshots - plan.dropped <= set(stops)
+    assert set(stops) <= snapshots | set(extra) | {n, final_batch_rule(n)[0]}
+    sizes = _batches(start, stops, n_batch)
+    assert all(1 <= size <= n_batch for size in sizes)
+    ends = set(itertools.accumulate(sizes, initial=start))
+    assert set(stops) <= ends  # the prefill stops at every stop
+    # the final-batch-class rule: the last batch matches a plain prefill's
+    assert final_batch_ok(n, sizes[-1])
+    # the one-token-batch rule: only a last batch, where a plain prefill's is one token too
+    assert 1 not in sizes[:-1]
+    assert sizes[-1] > 1 or n % DELTANET_CHUNK == 1
