@@ -73,8 +73,6 @@ def can_resume_at(start: int, n: int, n_batch: int) -> bool:
     """Can a prefill of n tokens of a recurrent model resume at `start` and still match a plain
     prefill? Not when reshaping its end (final_batch_rule) would need a one-token batch just
     before."""
-    if start >= n:
-        return True
     if final_batch_ok(n, n - last_batch_start(start, [n], n_batch)):
         return True
     return final_batch_rule(n)[0] - start != 1
