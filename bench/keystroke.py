@@ -29,12 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.formats import fim_prompt, repo_context_text  # noqa: E402
-from engine.local import EngineConfig, LocalEngine  # noqa: E402
+from engine.config import EngineConfig  # noqa: E402
+from engine.formats import (  # noqa: E402
+    DEFAULT_SUFFIX_CHARS,
+    LOCAL_WINDOW_CHARS,
+    fim_prompt,
+    repo_context_text,
+)
+from engine.lane import LaneRunner  # noqa: E402
+from engine.local import LocalEngine  # noqa: E402
 from engine.params import GenerationParams  # noqa: E402
 from engine.segments import Prompt  # noqa: E402
-from qcn_lsp.features.completion import LOCAL_WINDOW_CHARS  # noqa: E402
-from qcn_lsp.settings import Settings  # noqa: E402
 
 STDLIB = Path(os.__file__).parent
 REPO_NAME = "cpython"
@@ -72,8 +77,8 @@ def repo_context(count_tokens: Any, target_tokens: int) -> RepoFiles:
 
 
 def keystroke_prompts(files: RepoFiles, args: argparse.Namespace) -> list[Prompt]:
-    """The prompts the language server builds (engine.formats.fim_prompt, with the window and
-    suffix sizes of qcn_lsp's completer) for each state of the typing trace."""
+    """The prompts the language server builds (engine.formats.fim_prompt, by default with the
+    window and suffix sizes the server uses) for each state of the typing trace."""
     text = CURRENT_FILE.read_text()
     lines = text.splitlines(keepends=True)
     cursor = sum(len(line) for line in lines[: int(len(lines) * args.cursor_at)])  # a line start
@@ -105,21 +110,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def decode_floor(runner: Any, n_tokens: int) -> float:
+def decode_floor(runner: LaneRunner, n_tokens: int) -> float:
     """ms of one bare llama_decode of `n_tokens` at the end of the live context (on the worker).
 
     The part of a keystroke's TTFT that no cache can remove: the new tokens still attend over
     the whole context, so this grows with the context length.
     """
-    tokens = runner.live[-n_tokens:]
-    step = runner.session.n_batch
+    state = runner.state
+    session = state.session
+    assert session is not None
+    tokens = state.live[-n_tokens:]
+    step = session.n_batch
     started = time.perf_counter()
     for first in range(0, len(tokens), step):
         batch = tokens[first : first + step]
         last = first + step >= len(tokens)
-        runner.session.decode(batch, len(runner.live) + first, logits_last=last)
+        session.decode(batch, len(state.live) + first, logits_last=last)
     elapsed = (time.perf_counter() - started) * 1000
-    runner.live.extend(tokens)  # keep the engine's view of the state exact
+    state.live.extend(tokens)  # keep the engine's view of the state exact
     return elapsed
 
 
@@ -302,7 +310,7 @@ def measure_restart(args: argparse.Namespace, context: int) -> dict[str, Any]:
 
 
 def ensure_model(cache_dir: Path) -> Path:
-    from engine.testmodel import write_test_model
+    from engine.testing import write_test_model
 
     path = cache_dir / "small.gguf"
     if not path.exists():
@@ -323,7 +331,7 @@ def main() -> None:
     parser.add_argument("--cursor-at", type=float, default=0.5, help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=int, default=256)
     parser.add_argument("--local-chars", type=int, default=LOCAL_WINDOW_CHARS)
-    parser.add_argument("--suffix-chars", type=int, default=Settings()["completion.suffixChars"])
+    parser.add_argument("--suffix-chars", type=int, default=DEFAULT_SUFFIX_CHARS)
     parser.add_argument("--no-stock", action="store_true")
     parser.add_argument(
         "--restart", action="store_true", help="also measure a restart with persisted state"

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.testmodel import write_test_model  # noqa: E402
+from engine.testing import write_test_model  # noqa: E402
 from qcn_lsp.features.completion import PROGRESS_METHOD  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"

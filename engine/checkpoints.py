@@ -98,7 +98,6 @@ class Checkpoint:
     priority: int
     digest: bytes | None = None  # prefix identity; required for full checkpoints
     last_used: int = field(default_factory=lambda: next(_ticks))
-    hits: int = 0
 
     @property
     def nbytes(self) -> int:
@@ -106,7 +105,6 @@ class Checkpoint:
 
     def touch(self) -> None:
         self.last_used = next(_ticks)
-        self.hits += 1
 
 
 class CheckpointCache:

@@ -45,12 +45,19 @@ FIM_STOPS: tuple[str, ...] = (
     FIM_MIDDLE,
     IM_END,
 )
-CHAT_STOPS: tuple[str, ...] = (IM_END, END_OF_TEXT)
 
-# The local window starts on a grid of this many characters (then backs up to a line start),
-# so its boundary, and with it the FILE_PREFIX segment, stays put while the user types.
+# The defaults the language server uses (one source of truth for the completer, its settings
+# and the benchmarks). LOCAL_WINDOW_CHARS: characters before the cursor in the LOCAL segment
+# (the rest of the file is FILE_PREFIX); the engine re-tokenizes this segment on every
+# keystroke, so it is kept small. DEFAULT_SUFFIX_CHARS: characters after the cursor; they come
+# after the changing text, so they are re-read on every keystroke (the main per-keystroke
+# cost on a CPU).
+LOCAL_WINDOW_CHARS = 4_000
+DEFAULT_SUFFIX_CHARS = 320
+# The local window starts on a grid of window_chars // WINDOW_GRID_DIVISOR characters (then
+# backs up to a line start), so its boundary, and with it the FILE_PREFIX segment, stays put
+# while the user types.
 WINDOW_GRID_DIVISOR = 2
-DEFAULT_SUFFIX_CHARS = 2_000
 
 
 def local_window_start(prefix: str, window_chars: int) -> int:
@@ -84,12 +91,21 @@ def clip_suffix(suffix: str, max_chars: int) -> str:
     return suffix[: cut + 1] if cut >= 0 else suffix[:max_chars]
 
 
+def repo_header_text(repo_name: str) -> str:
+    """The line that opens the repository context."""
+    return f"{REPO_NAME}{repo_name}\n"
+
+
+def repo_file_text(path: str, content: str) -> str:
+    """One file of the repository context, exactly as it appears in the prompt (what a cost
+    function for ranking files should count)."""
+    body = content if content.endswith("\n") or not content else content + "\n"
+    return f"{FILE_SEP}{path}\n{body}"
+
+
 def repo_context_text(repo_name: str, files: Sequence[tuple[str, str]]) -> str:
-    parts = [f"{REPO_NAME}{repo_name}\n"]
-    for path, content in files:
-        body = content if content.endswith("\n") or not content else content + "\n"
-        parts.append(f"{FILE_SEP}{path}\n{body}")
-    return "".join(parts)
+    """The REPO segment: the header, then each (path, content) file."""
+    return repo_header_text(repo_name) + "".join(repo_file_text(p, c) for p, c in files)
 
 
 def fim_prompt(
@@ -99,7 +115,7 @@ def fim_prompt(
     prefix: str,
     suffix: str,
     *,
-    local_window_chars: int = 1_500,
+    local_window_chars: int = LOCAL_WINDOW_CHARS,
     suffix_chars: int = DEFAULT_SUFFIX_CHARS,
     max_prefix_chars: int | None = None,
 ) -> Prompt:

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level, args.log_file)
 
     if args.command == "make-test-model":
-        from engine.testmodel import write_test_model
+        from engine.testing import write_test_model
 
         path = write_test_model(args.out, preset=args.preset, seed=args.seed)
         print(

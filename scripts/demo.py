@@ -29,7 +29,7 @@ def model_path() -> tuple[Path, bool]:
     configured = os.environ.get("QCN_MODEL")
     if configured:
         return Path(configured), False
-    from engine.testmodel import write_test_model
+    from engine.testing import write_test_model
 
     path = REPO_ROOT / ".models" / "tiny.gguf"
     if not path.is_file():

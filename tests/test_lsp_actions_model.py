@@ -16,7 +16,7 @@ from pygls.exceptions import JsonRpcException
 
 from tests.lsp_helpers import lsp_session
 
-for _module in ("qcn_lsp.services", "engine.formats", "engine.toolcalls", "engine.testmodel"):
+for _module in ("qcn_lsp.services", "engine.formats", "engine.toolcalls", "engine.testing"):
     pytest.importorskip(_module, reason=f"{_module} not built yet")
 
 SOURCE = "def add(a, b):\n    return a +\n\nprint(add(1, 2))\n"

@@ -258,7 +258,7 @@ async def test_bad_positions_and_unknown_documents(tiny_model: Path, uri: str) -
 
 
 async def test_model_change_takes_effect_without_restart(tiny_model: Path, uri: str) -> None:
-    from engine.testmodel import write_test_model
+    from engine.testing import write_test_model
 
     other = write_test_model(tiny_model.parent / "tiny-seed1.gguf", preset="tiny", seed=1)
     async with lsp_session(initialization_options=options(tiny_model)) as (client, _):

@@ -121,7 +121,7 @@ def test_neovim_session_with_the_tiny_model(
 ) -> None:
     """With a model: a completion arrives, and the chosen fix is either applied by Neovim
     (the server checked it first: the buffer still parses) or refused with a reason."""
-    for module in ("qcn_lsp.services", "engine.formats", "engine.toolcalls", "engine.testmodel"):
+    for module in ("qcn_lsp.services", "engine.formats", "engine.toolcalls", "engine.testing"):
         pytest.importorskip(module, reason=f"{module} not built yet")
     tiny_model = request.getfixturevalue("tiny_model")
     report = nvim_session(project, tmp_path, model=tiny_model)

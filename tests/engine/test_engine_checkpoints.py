@@ -16,8 +16,9 @@ from engine.checkpoints import (
     plan_checkpoints,
     prefix_digest,
 )
-from engine.local import _StopFilter, common_prefix_len
 from engine.segments import Prompt, PromptSegment, SegmentKind
+from engine.stop_filter import StopFilter
+from engine.tokens import common_prefix_len
 
 K = SegmentKind
 
@@ -146,7 +147,7 @@ def test_stop_filter_emits_exactly_the_text_before_the_first_stop(
         if found:
             cut = min(found)
             break
-    stop_filter = _StopFilter(stops)
+    stop_filter = StopFilter(stops)
     out = []
     stopped = False
     for piece in pieces:

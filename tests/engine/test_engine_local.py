@@ -23,22 +23,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.batching import DELTANET_CHUNK, final_batch_rule
 from engine.checkpoints import prefix_digest
+from engine.config import EngineConfig
 from engine.errors import ContextOverflowError, ModelLoadError
+from engine.generation import LocalGeneration
 from engine.host import LlamaSession, LoadedModel, Sampler
-from engine.local import (
-    DELTANET_CHUNK,
-    EngineConfig,
-    LocalEngine,
-    LocalGeneration,
-    _LaneRunner,
-    final_batch_rule,
-)
+from engine.lane import LaneRunner
+from engine.local import LocalEngine
 from engine.params import GenerationParams
 from engine.persist import StateStore
 from engine.report import RequestReport
 from engine.segments import Prompt, SegmentKind
-from engine.testmodel import write_test_model
+from engine.testing import write_test_model
 
 K = SegmentKind
 N_BATCH = 64
@@ -72,7 +69,7 @@ async def engine(model_path: Path) -> AsyncIterator[LocalEngine]:
     await engine.close()
 
 
-def _tokens(runner: _LaneRunner, prompt: Prompt) -> array[int]:
+def _tokens(runner: LaneRunner, prompt: Prompt) -> array[int]:
     tokens = array("i")
     for segment in prompt.segments:
         tokens.extend(runner.model.tokenize(segment.text))
@@ -243,7 +240,7 @@ async def test_typing_reuses_everything_before_the_cursor(engine: LocalEngine) -
         # the checkpoint at the previous cursor: only the new char and the tail are read
         tail_tokens = len(engine._interactive.model.tokenize(prompt.segments[-1].text))  # type: ignore[union-attr]
         # (+ up to one DeltaNet chunk when the prompt must end on the same micro-batch
-        # class as a plain prefill, see engine.local.final_batch_rule)
+        # class as a plain prefill, see engine.batching.final_batch_rule)
         assert report.prefilled_tokens <= tail_tokens + 1 + DELTANET_CHUNK
         assert gen.token_ids == await _reference(engine, prompt, GREEDY.max_tokens)
 
@@ -266,10 +263,10 @@ async def test_pure_append_restores_nothing(engine: LocalEngine) -> None:
 
 
 def _count_decodes(
-    runner: _LaneRunner, cancel_at: int | None, gen_box: list[LocalGeneration]
+    runner: LaneRunner, cancel_at: int | None, gen_box: list[LocalGeneration]
 ) -> list[int]:
     """Wrap the session's decode: record batch sizes, cancel the request at call `cancel_at`."""
-    session = runner.session
+    session = runner.state.session
     assert session is not None
     original = session.decode
     calls: list[int] = []
@@ -314,7 +311,7 @@ async def test_cancel_during_decode_stops_within_one_token(engine: LocalEngine) 
             break
     assert len(expected.token_ids) >= 3, "no prompt generates a few tokens"
     await _run(engine, Prompt.of(("reset", K.REPO)), params=GenerationParams(max_tokens=0))
-    session = runner.session
+    session = runner.state.session
     assert session is not None
     original = session.decode
     token_decodes: list[int] = []
@@ -565,7 +562,7 @@ async def test_state_llama_rejects_is_dropped_and_the_state_cleaned(
     try:
         # A well-formed entry (right key and checksum) whose state llama.cpp cannot parse.
         runner = engine._runner("interactive")
-        store = runner.store
+        store = runner.state.store
         assert isinstance(store, StateStore)
         tokens = _tokens(runner, REPO_PROMPT)
         repo_end = len(runner.model.tokenize(REPO_PROMPT.segments[0].text))

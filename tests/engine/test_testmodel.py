@@ -11,12 +11,9 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from engine.testmodel import (
-    CONTROL_TOKENS,
-    PRESETS,
-    USER_DEFINED_TOKENS,
-    write_test_model,
-)
+from engine.testing import write_test_model
+from engine.testing.presets import PRESETS
+from engine.testing.vocab import CONTROL_TOKENS, USER_DEFINED_TOKENS
 
 FIM_PROMPT = (
     "<|repo_name|>demo\n<|file_sep|>calc.py\n<|fim_prefix|>def add(a, b):\n    return "

@@ -9,16 +9,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.formats import (
+    DEFAULT_SUFFIX_CHARS,
     FILE_SEP,
     FIM_MIDDLE,
     FIM_PREFIX,
     FIM_SUFFIX,
+    LOCAL_WINDOW_CHARS,
     REPO_NAME,
     ChatTemplateError,
     chat_prompt,
     clip_suffix,
     fim_prompt,
     local_window_start,
+    repo_context_text,
+    repo_file_text,
+    repo_header_text,
 )
 from engine.segments import SegmentKind
 from engine.toolcalls import ToolCall, ToolCallError, parse_tool_calls, render_tool_call
@@ -54,6 +59,29 @@ def test_fim_prompt_is_qwen_repo_level_layout() -> None:
     )
     kinds = [segment.kind for segment in prompt.segments]
     assert kinds == [SegmentKind.REPO, SegmentKind.FILE_PREFIX, SegmentKind.LOCAL, SegmentKind.TAIL]
+
+
+def test_repo_context_is_the_header_then_each_file_entry() -> None:
+    assert repo_header_text("proj") == f"{REPO_NAME}proj\n"
+    assert repo_file_text("a.py", "A = 1") == f"{FILE_SEP}a.py\nA = 1\n"
+    assert repo_file_text("b.py", "B = 2\n") == f"{FILE_SEP}b.py\nB = 2\n"
+    assert repo_file_text("e.py", "") == f"{FILE_SEP}e.py\n"
+    files = [("a.py", "A = 1"), ("b.py", "B = 2\n"), ("e.py", "")]
+    assert repo_context_text("proj", files) == repo_header_text("proj") + "".join(
+        repo_file_text(path, content) for path, content in files
+    )
+
+
+def test_fim_defaults_are_the_servers_window_and_suffix() -> None:
+    prefix = "".join(f"line {i}\n" for i in range(2000))
+    suffix = "".join(f"row {i}\n" for i in range(2000))
+    prompt = fim_prompt("r", [], "a.py", prefix, suffix)
+    local = prompt.segments[2].text
+    assert local == prefix[local_window_start(prefix, LOCAL_WINDOW_CHARS) :]
+    assert (
+        prompt.segments[3].text
+        == f"{FIM_SUFFIX}{clip_suffix(suffix, DEFAULT_SUFFIX_CHARS)}{FIM_MIDDLE}"
+    )
 
 
 def test_local_window_boundary_stays_put_while_typing() -> None:

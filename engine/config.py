@@ -1,0 +1,76 @@
+"""The in-process engine's options, and what each lane derives from them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from engine.backend import Lane
+from engine.batching import DELTANET_CHUNK
+from engine.errors import EngineError
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_path: str | os.PathLike[str]
+    n_ctx: int = 0  # 0: the model's training context
+    n_threads: int | None = None  # None: one per available core
+    n_gpu_layers: int = 0
+    checkpoint_interval: int = 256
+    checkpoint_memory_mb: float = 1024
+    prefill_chunk: int = 256  # tokens per micro-batch: cancellation granularity during prefill
+    background_n_ctx: int | None = None  # None: min(n_ctx, 32768)
+    background_checkpoint_memory_mb: float | None = None  # None: a quarter of the main budget
+    state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
+    persist_min_tokens: int = 1024
+    persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
+    state_cache_bytes: int = 16 << 30
+    token_memo_entries: int = 64
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    """One lane's llama context and checkpoint cache."""
+
+    name: Lane
+    n_ctx: int
+    n_batch: int
+    n_threads: int
+    checkpoint_interval: int
+    checkpoint_budget_bytes: int
+    persist_min_tokens: int
+    persist_partials: int
+    checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
+
+
+def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, LaneConfig]:
+    """(interactive, background) lanes for a model trained on `n_ctx_train` tokens."""
+    if config.prefill_chunk < DELTANET_CHUNK:
+        raise EngineError(f"prefill_chunk must be at least {DELTANET_CHUNK} tokens")
+    n_ctx = config.n_ctx or n_ctx_train
+    if n_ctx_train > 0:
+        n_ctx = min(n_ctx, n_ctx_train)
+    budget = int(config.checkpoint_memory_mb * (1 << 20))
+    interactive = LaneConfig(
+        name="interactive",
+        n_ctx=n_ctx,
+        n_batch=config.prefill_chunk,
+        n_threads=config.n_threads or max(1, len(os.sched_getaffinity(0))),
+        checkpoint_interval=config.checkpoint_interval,
+        checkpoint_budget_bytes=budget,
+        persist_min_tokens=config.persist_min_tokens,
+        persist_partials=config.persist_partials,
+        checkpoint_at_end=False,
+    )
+    background = replace(
+        interactive,
+        name="background",
+        n_ctx=config.background_n_ctx or min(n_ctx, 32768),
+        checkpoint_budget_bytes=(
+            int(config.background_checkpoint_memory_mb * (1 << 20))
+            if config.background_checkpoint_memory_mb is not None
+            else budget // 4
+        ),
+        checkpoint_at_end=True,  # chat turns grow by appending after the reply
+    )
+    return interactive, background

@@ -1,0 +1,304 @@
+"""One lane of the local engine: a llama context, its worker thread and its requests.
+
+Every llama.cpp call for the context runs on the lane's single worker thread, requests in
+order. Per request: tokenize the segments (memoized), plan checkpoints at the segment
+boundaries and inside the current file, bring the live state to the longest usable prefix
+(`LiveState.prepare`), prefill the rest in cancellable micro-batches that stop where
+checkpoints are taken (`engine.batching.plan_prefill_stops`), then sample and stream tokens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import time
+from array import array
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from engine.batching import batch_end, plan_prefill_stops
+from engine.checkpoints import (
+    PRIORITY_STABLE,
+    Checkpoint,
+    CheckpointCache,
+    PlannedCheckpoint,
+    plan_checkpoints,
+    prefix_digest,
+)
+from engine.config import LaneConfig
+from engine.errors import ContextOverflowError, EngineError
+from engine.generation import LocalGeneration
+from engine.host import LlamaSession, LoadedModel, Sampler
+from engine.live_state import LiveState
+from engine.params import GenerationParams
+from engine.persist import StateStore
+from engine.report import RequestReport
+from engine.segments import Prompt, SegmentKind
+from engine.stop_filter import StopFilter
+from engine.tokens import TokenMemo
+
+logger = logging.getLogger(__name__)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class LaneRunner:
+    """One llama context, its worker thread, live state and checkpoint cache."""
+
+    def __init__(
+        self,
+        config: LaneConfig,
+        model: LoadedModel,
+        *,
+        memo: TokenMemo,
+        store: StateStore | None,
+        pause: Callable[[LocalGeneration], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.memo = memo
+        # Called between micro-batches and tokens: the background lane waits there while
+        # interactive work is queued.
+        self._pause = pause
+        self.n_ctx = config.n_ctx  # what llama.cpp gave, once the context is open
+        self.state = LiveState(
+            model, CheckpointCache(config.checkpoint_budget_bytes), store, n_batch=config.n_batch
+        )
+        self.resume_point: int | None = None  # persisted at shutdown (see close)
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"qcn-llama-{config.name}"
+        )
+        self.requests = 0
+        self.cancelled = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.state.cache.stats(),
+            "requests": self.requests,
+            "cancelled": self.cancelled,
+            "restores": dict(self.state.restores),
+            "live_tokens": len(self.state.live),
+        }
+
+    # Runs on the worker thread.
+    def open(self) -> None:
+        if self.state.session is None:
+            self.state.session = LlamaSession(
+                self.model,
+                n_ctx=self.n_ctx,
+                n_batch=self.config.n_batch,
+                n_threads=self.config.n_threads,
+            )
+            self.n_ctx = self.state.session.n_ctx
+
+    def close(self) -> None:
+        session = self.state.session
+        if session is not None:
+            try:
+                # The resume point: editors reopen files where they were left.
+                if self.resume_point is not None:
+                    self.state.persist_up_to(self.resume_point, self.config.persist_partials)
+            except Exception:  # shutting down: a failed write only costs the next start
+                logger.exception("could not persist the resume point")
+            session.close()
+            self.state.session = None
+        self.state.cache.clear()
+
+    def run(self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration) -> None:
+        report = RequestReport(lane=self.config.name)
+        error: BaseException | None = None
+        try:
+            self._run(prompt, params, gen, report)
+        except _Cancelled:
+            report.cancelled = True
+            self.cancelled += 1
+        except ContextOverflowError as exc:  # raised before the state was touched
+            error = exc
+        except BaseException as exc:
+            error = exc
+            if not isinstance(exc, EngineError):
+                logger.exception("request failed")
+            self.state.clear()  # the next request starts from a known-empty state
+        report.ms["total"] = (time.perf_counter() - gen.submitted_at) * 1000
+        self.requests += 1
+        if error is None:
+            logger.debug("%s", report.summary())
+        gen.finish(report, error)
+
+    def _check(self, gen: LocalGeneration) -> None:
+        if self._pause is not None:
+            self._pause(gen)
+        if gen.cancelled:
+            raise _Cancelled
+
+    def _tokenize(self, prompt: Prompt) -> tuple[array[int], list[tuple[SegmentKind, int]]]:
+        tokens = array("i", [self.model.bos] if self.model.add_bos else [])
+        lengths: list[tuple[SegmentKind, int]] = []
+        for segment in prompt.segments:
+            segment_tokens = self.memo.tokens(segment.text)
+            tokens.extend(segment_tokens)
+            lengths.append((segment.kind, len(segment_tokens)))
+        return tokens, lengths
+
+    def _run(
+        self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration, report: RequestReport
+    ) -> None:
+        if gen.cancelled:
+            raise _Cancelled
+        self.open()
+        t0 = time.perf_counter()
+        tokens, lengths = self._tokenize(prompt)
+        n = len(tokens)
+        report.prompt_tokens = n
+        report.ms["tokenize"] = (time.perf_counter() - t0) * 1000
+        if n == 0:
+            raise EngineError("empty prompt: nothing to condition the generation on")
+        if n + params.max_tokens > self.n_ctx:
+            raise ContextOverflowError(
+                f"prompt of {n} tokens + max_tokens {params.max_tokens} exceeds the context "
+                f"window of {self.n_ctx} tokens ({self.config.name} lane): shorten the prompt "
+                "(less repository context) or raise the context length",
+                prompt_tokens=n,
+                max_tokens=params.max_tokens,
+                n_ctx=self.n_ctx,
+            )
+        plan = plan_checkpoints(
+            lengths,
+            interval=self.config.checkpoint_interval,
+            prefix_tokens=1 if self.model.add_bos else 0,
+            at_end=self.config.checkpoint_at_end,
+        )
+        persist_at = self._persist_position(plan, n)
+        # The resume point: the boundary before the text after the cursor (TAIL).
+        ends = [p.pos for p in plan if p.boundary and p.kind != SegmentKind.TAIL]
+        self.resume_point = (
+            ends[-1] if ends and ends[-1] >= self.config.persist_min_tokens else None
+        )
+
+        t1 = time.perf_counter()
+        start = self.state.prepare(tokens, report)
+        report.ms["restore"] = (time.perf_counter() - t1) * 1000
+        report.reused_tokens = start
+
+        t2 = time.perf_counter()
+        self._prefill(tokens, start, plan, persist_at, gen, report)
+        report.ms["prefill"] = (time.perf_counter() - t2) * 1000
+        self._generate(params, gen, report)
+
+    def _persist_position(self, plan: list[PlannedCheckpoint], n: int) -> int | None:
+        """End of the repository context, if it is worth persisting."""
+        if self.state.store is None:
+            return None
+        repo_ends = [p.pos for p in plan if p.boundary and p.kind == SegmentKind.REPO]
+        if repo_ends and repo_ends[-1] >= self.config.persist_min_tokens and repo_ends[-1] < n:
+            return repo_ends[-1]
+        return None
+
+    def _prefill(
+        self,
+        tokens: array[int],
+        start: int,
+        plan: list[PlannedCheckpoint],
+        persist_at: int | None,
+        gen: LocalGeneration,
+        report: RequestReport,
+    ) -> None:
+        n = len(tokens)
+        cache = self.state.cache
+        snapshot_at: dict[int, PlannedCheckpoint] = {}
+        if self.model.needs_checkpoints:
+            snapshot_at = {
+                p.pos: p for p in plan if p.pos >= start and not cache.has_partial(p.pos)
+            }
+        planned = plan_prefill_stops(
+            start,
+            n,
+            snapshot_at,
+            self.config.n_batch,
+            extra=[persist_at] if persist_at is not None and persist_at > start else [],
+        )
+        for pos in planned.dropped:
+            del snapshot_at[pos]
+        pos = start
+        while True:
+            self._take_snapshots(tokens, pos, snapshot_at, persist_at, report)
+            if pos >= n:
+                break
+            self._check(gen)
+            end = batch_end(pos, planned.stops, self.config.n_batch)
+            self.state.decode(tokens[pos:end], logits_last=end == n)
+            report.prefilled_tokens += end - pos
+            pos = end
+
+    def _take_snapshots(
+        self,
+        tokens: array[int],
+        pos: int,
+        snapshot_at: dict[int, PlannedCheckpoint],
+        persist_at: int | None,
+        report: RequestReport,
+    ) -> None:
+        state = self.state
+        if not state.exact:
+            return
+        session = state.session
+        assert session is not None
+        planned = snapshot_at.get(pos)
+        if planned is not None:
+            data = session.snapshot(partial=True)
+            if state.cache.add(Checkpoint(pos, "partial", data, planned.priority)):
+                report.checkpoints_taken += 1
+        if pos == persist_at and state.store is not None:
+            digest = prefix_digest(tokens, pos)
+            if not state.store.contains(digest, pos):
+                full = session.snapshot(partial=False)
+                state.store.save_async(digest, pos, full)
+                # Keep it in RAM too when small: switching back to an earlier repository
+                # context (another file's ranking) then costs a memory copy.
+                if self.model.needs_checkpoints and len(full) <= state.cache.budget_bytes // 4:
+                    state.cache.add(Checkpoint(pos, "full", full, PRIORITY_STABLE, digest))
+
+    def _generate(
+        self, params: GenerationParams, gen: LocalGeneration, report: RequestReport
+    ) -> None:
+        session = self.state.session
+        assert session is not None
+        if params.max_tokens == 0:
+            return
+        sampler = Sampler(
+            temperature=params.temperature,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            seed=params.seed,
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopFilter(params.stop)
+        t_decode = time.perf_counter()
+        try:
+            for i in range(params.max_tokens):
+                if i:
+                    self._check(gen)
+                token = sampler.sample(session)
+                if i == 0:
+                    report.ms["first_token"] = (time.perf_counter() - gen.submitted_at) * 1000
+                if self.model.is_eog(token):
+                    break
+                report.generated_tokens += 1
+                gen.token_ids.append(token)
+                text, stopped = stops.push(decoder.decode(self.model.piece(token)))
+                if text:
+                    gen.post(text)
+                if stopped:
+                    return
+                if i + 1 < params.max_tokens:
+                    self.state.decode([token], logits_last=True)
+            tail = stops.push(decoder.decode(b"", final=True))[0] + stops.flush()
+            if tail:
+                gen.post(tail)
+        finally:
+            report.ms["decode"] = (time.perf_counter() - t_decode) * 1000
+            sampler.close()

@@ -1,0 +1,263 @@
+"""The state one llama context holds, and how it is moved to a new prompt.
+
+`LiveState.prepare` brings the context to the longest usable prefix of a prompt: a pure append
+keeps everything; otherwise the nearest usable snapshot at or before the divergence is restored
+(a full snapshot in RAM or on disk, a partial recurrent snapshot + attention trim, or on a plain
+transformer just the trim); with none, the state is cleared. A start position is usable only if
+the rest of the prefill can still match a plain prefill (`engine.batching`).
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections.abc import Sequence
+
+from engine.batching import can_resume_at, final_batch_rule
+from engine.checkpoints import Checkpoint, CheckpointCache, prefix_digest
+from engine.host import LlamaSession, LoadedModel, StateBytes
+from engine.persist import StateStore
+from engine.report import RequestReport
+from engine.tokens import common_prefix_len
+
+logger = logging.getLogger(__name__)
+
+
+class LiveState:
+    """One llama context's session, the tokens it holds, its checkpoints and persisted store.
+
+    Runs on the context's worker thread only.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        cache: CheckpointCache,
+        store: StateStore | None,
+        *,
+        n_batch: int,
+    ) -> None:
+        self.model = model
+        self.cache = cache
+        self.store = store
+        self.n_batch = n_batch
+        self.session: LlamaSession | None = None  # opened on the worker thread
+        self.live: array[int] = array("i")
+        # Whether the recurrent state at len(live) is bitwise what a plain prefill of `live`
+        # gives: false after a one-token micro-batch, e.g. generated tokens (engine.batching).
+        self.exact = True
+        self.restores: dict[str, int] = {}
+
+    def _session(self) -> LlamaSession:
+        session = self.session
+        assert session is not None, "the lane's session is opened before its first request"
+        return session
+
+    def decode(self, batch: Sequence[int], *, logits_last: bool) -> None:
+        """Decode one micro-batch after the live tokens."""
+        self._session().decode(batch, len(self.live), logits_last=logits_last)
+        self.live.extend(batch)
+        self.exact = len(batch) > 1 or not self.model.needs_checkpoints
+
+    def set_live(self, new_live: array[int]) -> None:
+        """Replace the live tokens after a clear or a restore (both leave an exact state);
+        partial checkpoints past the common prefix become stale."""
+        self.cache.keep_prefix(common_prefix_len(self.live, new_live))
+        self.live = new_live
+        self.exact = True
+
+    def clear(self) -> None:
+        """Start over from an empty context (after a failure, or when nothing is reusable)."""
+        if self.session is not None:
+            self.session.clear()
+        self.set_live(array("i"))
+
+    def _rejected(self, what: str, pos: int) -> None:
+        """llama.cpp refused a snapshot (the caller drops it): the state is unknown, clear it."""
+        logger.warning("%s at %d rejected by llama.cpp: dropped", what, pos)
+        self.clear()
+
+    def can_start_at(self, start: int, n: int) -> bool:
+        return not self.model.needs_checkpoints or can_resume_at(start, n, self.n_batch)
+
+    def prepare(self, tokens: array[int], report: RequestReport) -> int:
+        """Bring the context to a state that holds tokens[:start]; return start."""
+        session = self._session()
+        n = len(tokens)
+        while True:
+            lcp = common_prefix_len(self.live, tokens)
+            max_start = final_batch_rule(n)[1]
+            appendable = (
+                lcp == len(self.live)
+                and lcp <= max_start
+                and self.exact
+                and self.can_start_at(lcp, n)
+            )
+            target = min(lcp, max_start)
+            partial = None
+            if appendable:
+                floor = lcp
+            elif self.model.needs_checkpoints:
+                partial = self.cache.best_partial(target)
+                while partial is not None and not self.can_start_at(partial.pos, n):
+                    partial = self.cache.best_partial(partial.pos - 1)
+                floor = partial.pos if partial else 0
+            else:
+                floor = target  # a plain transformer trims its KV cache anywhere
+            live_before = len(self.live)
+            restored = self._restore_full_beyond(tokens, floor, report)
+            if restored is not None:
+                return restored
+            if len(self.live) != live_before:
+                continue  # a rejected snapshot cleared the state: decide again
+            break
+        if appendable:
+            report.restore_kind = "append" if lcp else "none"
+            return lcp
+        if not self.model.needs_checkpoints and session.trim(target):
+            self.live = self.live[:target]
+            self.exact = True
+            report.restore_kind, report.restored_from = "partial", target
+            return target
+        if partial is not None:
+            restored = self._restore_partial(partial, report)
+            if restored is not None:
+                return restored
+        self.clear()
+        report.restore_kind = "none"
+        return 0
+
+    def _restore_full_beyond(
+        self, tokens: array[int], floor: int, report: RequestReport
+    ) -> int | None:
+        """Restore a full snapshot (RAM, else disk) of a prompt prefix longer than `floor`."""
+        n = len(tokens)
+        max_start = final_batch_rule(n)[1]
+        full = self.cache.best_full(tokens, max_start, floor)
+        if full is not None and not self.can_start_at(full.pos, n):
+            full = None
+        reach = full.pos if full is not None else floor
+        for pos, digest, parent in self.store.candidates(reach, max_start) if self.store else ():
+            if not self.can_start_at(pos, n) or prefix_digest(tokens, pos) != digest:
+                continue
+            restored = self._restore_from_disk(tokens, pos, digest, parent)
+            if restored is None:
+                continue  # unreadable entry, dropped; the state is untouched
+            if restored:
+                report.restore_kind, report.restored_from = "disk", pos
+                self._count("disk")
+                return pos
+            return None  # llama.cpp rejected the state, which was cleared
+        if full is not None:
+            if self._restore_full(tokens, full.pos, full.data):
+                full.touch()
+                self.cache.hits += 1
+                report.restore_kind, report.restored_from = "full", full.pos
+                self._count("full")
+                return full.pos
+            self.cache.remove(full)
+        return None
+
+    def _restore_from_disk(
+        self, tokens: array[int], pos: int, digest: bytes, parent: tuple[int, bytes] | None
+    ) -> bool | None:
+        """Restore a persisted entry: a full snapshot, or a partial one on top of its parent.
+
+        None: an entry could not be read (the store dropped it) and nothing was touched;
+        False: llama.cpp refused the state, the entry was dropped and the state cleared."""
+        store, session = self.store, self._session()
+        assert store is not None
+        if parent is None:
+            data = store.load(digest, pos)
+            if data is None:
+                return None
+            if self._restore_full(tokens, pos, data):
+                return True
+            store.drop(digest, pos)
+            return False
+        base = store.load(parent[1], parent[0])
+        partial = store.load(digest, pos, partial=True) if base is not None else None
+        if base is None or partial is None:
+            store.drop(digest, pos, partial=True)
+            return None
+        session.clear()
+        if (
+            session.restore(base, partial=False)
+            and session.restore(partial, partial=True)
+            and session.trim(pos)
+        ):
+            self.set_live(tokens[:pos])
+            return True
+        store.drop(digest, pos, partial=True)
+        self._rejected("persisted checkpoint", pos)
+        return False
+
+    def _restore_partial(self, partial: Checkpoint, report: RequestReport) -> int | None:
+        session = self._session()
+        if session.restore(partial.data, partial=True) and session.trim(partial.pos):
+            partial.touch()
+            self.cache.hits += 1
+            self.set_live(self.live[: partial.pos])
+            report.restore_kind, report.restored_from = "partial", partial.pos
+            self._count("partial")
+            return partial.pos
+        self.cache.remove(partial)
+        self._rejected("partial checkpoint", partial.pos)
+        return None
+
+    def _restore_full(self, tokens: array[int], pos: int, data: StateBytes) -> bool:
+        session = self._session()
+        session.clear()
+        if not session.restore(data, partial=False):
+            self._rejected("full snapshot", pos)
+            return False
+        self.set_live(tokens[:pos])
+        return True
+
+    def _count(self, kind: str) -> None:
+        self.restores[kind] = self.restores.get(kind, 0) + 1
+
+    def persist_up_to(self, pos: int, partials: int) -> None:
+        """Persist the state up to `pos` and up to `partials` checkpoints before it.
+
+        Editors reopen files where they were left: after a restart the first completion then
+        restores repository context, file prefix and local window from disk at once, and a
+        cursor elsewhere in the file resumes from the nearest persisted checkpoint, not from
+        the end of the repository context.
+        """
+        session = self.session
+        if self.store is None or session is None or pos > len(self.live):
+            return
+        digest = prefix_digest(self.live, pos)
+        if self.store.contains(digest, pos):
+            return
+        if self.model.needs_checkpoints:
+            checkpoint = self.cache.partial_at(pos)
+            if checkpoint is None or not session.restore(checkpoint.data, partial=True):
+                return
+        if not session.trim(pos):
+            return
+        self.set_live(self.live[:pos])
+        self.store.save_async(digest, pos, session.snapshot(partial=False)).result()
+        for checkpoint in self._checkpoints_to_persist(pos, partials):
+            self.store.save_async(
+                prefix_digest(self.live, checkpoint.pos),
+                checkpoint.pos,
+                checkpoint.data,
+                parent=(pos, digest),
+            )
+        self.store.flush()
+
+    def _checkpoints_to_persist(self, pos: int, count: int) -> list[Checkpoint]:
+        """Up to `count` partial checkpoints before `pos`, spread evenly."""
+        assert self.store is not None
+        positions = [
+            p
+            for p in self.cache.partial_positions()
+            if p < pos and not self.store.contains(prefix_digest(self.live, p), p)
+        ]
+        if not positions or count <= 0:
+            return []
+        step = max(1, len(positions) // count)
+        chosen = positions[::-1][::step][:count]  # nearest the cursor first
+        return [c for p in chosen if (c := self.cache.partial_at(p)) is not None]
