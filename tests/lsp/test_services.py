@@ -8,7 +8,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import lsp_session
 
 
 async def status(client: Any) -> dict[str, Any]:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.lsp_helpers import effective_settings, lsp_session, server_env
-from tests.raw_lsp import RawLspProcess
+from tests.lsp.helpers import RawLspProcess, effective_settings, lsp_session, server_env
 
 
 @pytest.mark.parametrize("profile", ["visual_studio_code", "neovim"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from qcn_lsp.settings import SCHEMA, Settings
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_every_key_is_documented() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import lsp_session
 
 FILES = {
     "a.py": "def alpha():\n    return 1\n",

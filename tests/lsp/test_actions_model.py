@@ -14,7 +14,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import lsp_session
 
 for _module in ("qcn_lsp.services", "engine.formats", "engine.toolcalls", "engine.testmodel"):
     pytest.importorskip(_module, reason=f"{_module} not built yet")

@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import lsp_session
 
 SOURCE = "def add(a, b):\n    return a +\n\nprint(add(1, 2))\n"
 

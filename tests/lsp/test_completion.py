@@ -15,7 +15,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import lsp_session
 
 pytest.importorskip("engine.formats", reason="engine.formats not built yet")
 
