@@ -29,12 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.formats import fim_prompt, repo_context_text  # noqa: E402
+from engine.formats import (  # noqa: E402
+    DEFAULT_SUFFIX_CHARS,
+    LOCAL_WINDOW_CHARS,
+    fim_prompt,
+    repo_context_text,
+)
 from engine.local import EngineConfig, LocalEngine  # noqa: E402
 from engine.params import GenerationParams  # noqa: E402
 from engine.segments import Prompt  # noqa: E402
-from qcn_lsp.features.completion import LOCAL_WINDOW_CHARS  # noqa: E402
-from qcn_lsp.settings import Settings  # noqa: E402
 
 STDLIB = Path(os.__file__).parent
 REPO_NAME = "cpython"
@@ -323,7 +326,7 @@ def main() -> None:
     parser.add_argument("--cursor-at", type=float, default=0.5, help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=int, default=256)
     parser.add_argument("--local-chars", type=int, default=LOCAL_WINDOW_CHARS)
-    parser.add_argument("--suffix-chars", type=int, default=Settings()["completion.suffixChars"])
+    parser.add_argument("--suffix-chars", type=int, default=DEFAULT_SUFFIX_CHARS)
     parser.add_argument("--no-stock", action="store_true")
     parser.add_argument(
         "--restart", action="store_true", help="also measure a restart with persisted state"

@@ -50,7 +50,10 @@ CHAT_STOPS: tuple[str, ...] = (IM_END, END_OF_TEXT)
 # The local window starts on a grid of this many characters (then backs up to a line start),
 # so its boundary, and with it the FILE_PREFIX segment, stays put while the user types.
 WINDOW_GRID_DIVISOR = 2
-DEFAULT_SUFFIX_CHARS = 2_000
+# Characters before the cursor in the LOCAL segment (re-tokenized on every keystroke) and
+# after it in the TAIL: the defaults of the language server's completer and settings.
+LOCAL_WINDOW_CHARS = 4_000
+DEFAULT_SUFFIX_CHARS = 320
 
 
 def local_window_start(prefix: str, window_chars: int) -> int:

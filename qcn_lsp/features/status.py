@@ -6,6 +6,7 @@ from typing import Any
 
 from lsprotocol import types
 
+# Imported at run time: pygls resolves the annotations of command handlers.
 from qcn_lsp.server import QcnServer
 
 STATUS_COMMAND = "qcn.status"
