@@ -184,6 +184,9 @@ class Completer:
     async def _generate(self, cursor: Cursor) -> Answer | None:
         settings = self.server.settings.completion
         backend = await self.services.backend_ready(BACKEND_WAIT_S)
+        # The repository context opens the prompt: a prompt built without it, while the index
+        # is still being built, would be read again in full by the next request.
+        await self.services.index_settled(settings.index_wait_ms / 1000)
         if self.document_version(cursor.uri) != cursor.version:
             return None
         params = GenerationParams(

@@ -133,6 +133,15 @@ class CompletionSettings:
         "(see docs/protocol.md). Editor plugins turn this on.",
         False,
     )
+    index_wait_ms: int = setting(
+        "How long a completion waits, once the model is loaded, for a workspace index that is "
+        "still being built, so that its prompt has the repository context from the start (a "
+        "prompt without it is read once more in full when the index is ready). No wait without "
+        "a workspace folder or after a failed index; 0 never waits.",
+        10000,
+        minimum=0,
+        maximum=600000,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The completion lane's state is paid for once: code actions do not spend it.
+"""The completion lane's state is paid for once: code actions and a cold start do not spend it.
 
 The real server and engine on the tiny model. What is checked is what each completion had to
 prefill (`qcn.status` lastRequest), never the generated text.
@@ -6,10 +6,12 @@ prefill (`qcn.status` lastRequest), never the generated text.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from tests.lsp.helpers import (
@@ -18,6 +20,7 @@ from tests.lsp.helpers import (
     open_file,
     status,
     until_ready,
+    until_status,
 )
 
 CHECKPOINT_INTERVAL = 64
@@ -103,3 +106,37 @@ async def test_a_code_action_leaves_the_completion_state_as_it_found_it(
         assert again["restoreKind"] in ("partial", "append"), again
         assert again["prefilledTokens"] <= 3 * CHECKPOINT_INTERVAL, again
         assert after == (before[0], before[1] + 1)  # the code action ran on the background lane
+
+
+async def test_a_completion_during_indexing_waits_and_the_cold_prefill_is_paid_once(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "big"
+    # Enough files that indexing is still running when the first completion arrives.
+    for n in range(5000):
+        folder = project / f"pkg{n // 100}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"mod{n}.py").write_text(
+            "".join(f"def helper_{n}_{k}(value):\n    return value + {k}\n\n\n" for k in range(6))
+        )
+    text = "from pkg0.mod1 import helper_1_0\n\n\n" + source(20)
+    (project / "main.py").write_text(text)
+    cursor = end_of(text)
+    settings = options(tiny_model, tmp_path / "cache", indexWaitMs=120_000)
+    async with lsp_session(workspace=project, initialization_options=settings) as (client, _):
+        uri = open_file(client, project / "main.py")
+        first_request = asyncio.ensure_future(
+            client.text_document_inline_completion_async(inline_params(uri, cursor))
+        )
+        await asyncio.sleep(0.5)
+        assert (await status(client))["index"]["state"] in ("not started", "indexing")
+        try:
+            await first_request
+        except JsonRpcException as exc:
+            raise AssertionError(f"the first completion failed: {exc}") from exc
+        first = (await status(client))["lastRequest"]
+        await until_status(client, lambda state: state["index"]["state"].startswith("ready"))
+        second = await complete(client, uri, cursor)
+        # Both prompts carry the repository context: the second re-reads only near the cursor.
+        assert second["promptTokens"] == first["promptTokens"] > first["prefilledTokens"] / 2
+        assert second["reusedTokens"] >= second["promptTokens"] - 3 * CHECKPOINT_INTERVAL, second

@@ -22,7 +22,7 @@ def test_sections_are_typed_and_the_wire_keys_derived() -> None:
     settings = Settings()
     assert settings.completion.suffix_chars == DEFAULT_SUFFIX_CHARS
     assert settings.context.ignore == ()
-    assert {"model.contextLength", "engine.checkpointMemoryMB", "completion.suffixChars"} <= {
+    assert {"model.contextLength", "engine.checkpointMemoryMB", "completion.indexWaitMs"} <= {
         spec.key for spec in SCHEMA
     }
     assert settings.values["context.ignore"] == []  # JSON, as the settings report shows it
