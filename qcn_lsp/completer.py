@@ -18,7 +18,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from engine.backend import Backend
+from engine.backend import Backend, Generation
 from engine.formats import FIM_STOPS, LOCAL_WINDOW_CHARS, clip_suffix, fim_prompt
 from engine.params import GenerationParams
 from engine.report import RequestReport
@@ -203,14 +203,23 @@ class Completer:
         generation = backend.stream(prompt, params, key=cursor.uri)
         stream = self._streams_progress()
         started = time.perf_counter()
+        raw = ""
         try:
             async for delta in generation:
-                suggestion.text += delta
+                raw += delta
                 if self.document_version(cursor.uri) != cursor.version:
                     generation.cancel()
                     return None  # stale: the document moved on
-                if stream and delta:
-                    self._notify(cursor, suggestion.text, done=False)
+                shown = logic.streamed_text(raw, cursor.line_prefix, cursor.suffix)
+                if shown != suggestion.text:
+                    suggestion.text = shown
+                    if stream:
+                        self._notify(cursor, shown, done=False)
+                if logic.block_end(raw, cursor.line_prefix) is not None:
+                    # Everything from here on would be cut off: stop the model.
+                    generation.cancel()
+                    await _stopped(generation)
+                    break
         except BaseException:
             # $/cancelRequest (pygls cancels this task) or an engine error: stop the model too.
             generation.cancel()
@@ -219,7 +228,7 @@ class Completer:
             if self._running.get(cursor.uri) is finished:
                 del self._running[cursor.uri]
             finished.set_result(None)
-        suggestion.text = logic.post_process(suggestion.text, cursor.line_prefix, cursor.suffix)
+        suggestion.text = logic.post_process(raw, cursor.line_prefix, cursor.suffix)
         suggestion.done = True
         report = generation.report
         if report is not None:
@@ -311,6 +320,17 @@ class Completer:
         if report is not None:
             params["report"] = report_dict(report)
         self.server.protocol.notify(PROGRESS_METHOD, params)
+
+
+async def _stopped(generation: Generation) -> None:
+    """Wait until a generation this request cancelled has stopped (its report is then set)."""
+    try:
+        async for _ in generation:
+            pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the request itself was cancelled meanwhile
 
 
 def _server_column(document: TextDocument, position: types.Position) -> int:

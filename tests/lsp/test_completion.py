@@ -67,6 +67,10 @@ async def test_inline_completion_streams_and_answers(
         final = received[-1]
         assert final.done is True and final.uri == uri and final.version == 1
         assert final.report.promptTokens > 0
+        # Streamed texts are post-processed as they grow: ghost text never shrinks.
+        streamed = [n.text for n in received[:-1]]
+        assert all(n.done is False for n in received[:-1])
+        assert all(final.text.startswith(text) for text in streamed), (streamed, final.text)
         if answer.items:
             assert answer.items[0].insert_text == final.text
             assert answer.items[0].range == types.Range(start=CURSOR, end=CURSOR)
@@ -115,6 +119,42 @@ async def test_typed_ahead_reuses_the_previous_completion(tiny_model: Path, uri:
         assert second.items[0].insert_text == text[1:]
         state = await status(client)
         assert state["engine"]["stats"]["interactive"]["requests"] == requests  # no model call
+
+
+BLOCK = "def area(width, height):\n    if width:\n        \n    return 0\n"
+
+
+async def test_the_model_stops_where_the_completion_leaves_the_block(
+    tiny_model: Path, uri: str
+) -> None:
+    max_tokens = 64
+    settings = options(tiny_model, maxTokens=max_tokens, streamNotifications=True)
+    async with lsp_session(initialization_options=settings) as (client, _):
+        received = record_progress(client)
+        await until_ready(client)
+        cut_short = []
+        # Random weights: some spots write a less indented line within 64 tokens, some do not.
+        for version, tag in enumerate("abcdefgh", start=1):
+            text = f"# {tag * 3}\n{BLOCK}"
+            open_document(client, uri, text, version=version)
+            cursor = types.Position(line=3, character=8)  # the empty line inside `if`
+            await client.text_document_inline_completion_async(inline_params(uri, cursor))
+            final = received[-1]
+            assert final.done is True
+            assert all(
+                len(line) - len(line.lstrip()) >= 8
+                for line in final.text.split("\n")[1:]
+                if line.strip()
+            ), final.text
+            if final.report.cancelled:
+                cut_short.append(final.report.generatedTokens)
+            client.text_document_did_close(
+                types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)
+                )
+            )
+        assert cut_short, "no spot left the block"
+        assert all(tokens < max_tokens for tokens in cut_short), cut_short
 
 
 def big_document(tag: str) -> tuple[str, types.Position]:
