@@ -34,7 +34,7 @@ bench: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy engine qcn_lsp scripts --ignore-missing-imports
+	$(VENV)/bin/mypy engine context qcn_lsp scripts bench --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

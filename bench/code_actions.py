@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from lsprotocol import types  # noqa: E402
 from pygls.exceptions import JsonRpcException  # noqa: E402
 
-from tests.lsp_helpers import lsp_session  # noqa: E402
+from tests.lsp.helpers import lsp_session  # noqa: E402
 
 
 def action_params(uri: str, line: int) -> types.CodeActionParams:

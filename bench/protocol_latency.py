@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from engine.testing import write_test_model  # noqa: E402
-from qcn_lsp.features.completion import PROGRESS_METHOD  # noqa: E402
+from qcn_lsp.completer import PROGRESS_METHOD  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 # What the benchmark types: a line at the end of a small module, then a second one.

@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_context(args.spec, args.budget, out=sys.stdout)
 
-    from qcn_lsp.server import create_server
+    from qcn_lsp.app import create_server
 
     server = create_server()
     if args.tcp:

@@ -103,22 +103,28 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def cut_at_block_end(text: str, line_prefix: str) -> str:
-    """Stop a multi-line completion where it leaves the block the cursor is in.
+def block_end(text: str, line_prefix: str) -> int | None:
+    """Where a multi-line completion leaves the block the cursor is in, as an offset into
+    `text`; None while it has not.
 
     The first line continues the cursor's line; a later non-blank line indented less than the
-    cursor line's indentation closes the block, and the completion stops before it.
+    cursor line's indentation closes the block. The answer is final once that line has a
+    non-blank character: text written after it cannot change it.
     """
     lines = text.split("\n")
-    if len(lines) == 1:
-        return text
     block_indent = _indent(line_prefix) if line_prefix.strip() else len(line_prefix)
-    kept = [lines[0]]
+    offset = len(lines[0]) + 1
     for line in lines[1:]:
         if line.strip() and _indent(line) < block_indent:
-            break
-        kept.append(line)
-    return "\n".join(kept).rstrip() if len(kept) < len(lines) else text
+            return offset
+        offset += len(line) + 1
+    return None
+
+
+def cut_at_block_end(text: str, line_prefix: str) -> str:
+    """Stop a multi-line completion where it leaves the block the cursor is in."""
+    end = block_end(text, line_prefix)
+    return text if end is None else text[:end].rstrip()
 
 
 def post_process(text: str, line_prefix: str, suffix: str) -> str:
@@ -126,3 +132,10 @@ def post_process(text: str, line_prefix: str, suffix: str) -> str:
     text = cut_at_block_end(text, line_prefix)
     text = trim_suffix_overlap(text, suffix)
     return text if text.strip() else ""
+
+
+def streamed_text(text: str, line_prefix: str, suffix: str) -> str:
+    """What to show of a completion still being written: post-processed as the final text
+    will be, less trailing whitespace, so that every streamed text is a prefix of the final
+    one and ghost text only grows."""
+    return post_process(text, line_prefix, suffix).rstrip()

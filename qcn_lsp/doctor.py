@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qcn_lsp.settings import default_values
+from qcn_lsp.settings import Settings
 
 PINNED_LLAMA_CPP = "0.3.36"
 
@@ -217,14 +217,14 @@ def _check_cache(cache_dir: Path) -> Finding:
 
 
 def run_doctor(model: Path | None, cache_dir: Path | None, load: bool = True) -> int:
-    defaults = default_values()
-    model = model or (Path(defaults["model.path"]) if defaults["model.path"] else None)
-    cache_dir = cache_dir or Path(defaults["cache.dir"])
+    defaults = Settings()
+    model = model or (Path(defaults.model.path) if defaults.model.path else None)
+    cache_dir = cache_dir or Path(defaults.cache.dir)
     findings = [
         _check_python(),
         *_check_llama_cpp(),
         _check_grammars(),
-        *_check_model(model, load, defaults["model.contextLength"]),
+        *_check_model(model, load, defaults.model.context_length),
         _check_cache(cache_dir),
     ]
     for finding in findings:

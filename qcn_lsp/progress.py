@@ -8,8 +8,7 @@ import uuid
 from collections.abc import Callable
 
 from lsprotocol import types
-
-from qcn_lsp.server import QcnServer
+from pygls.lsp.server import LanguageServer
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ class Progress:
     `on_cancel` callbacks run, when the client sends window/workDoneProgress/cancel.
     """
 
-    def __init__(self, ls: QcnServer, title: str) -> None:
+    def __init__(self, ls: LanguageServer, title: str) -> None:
         self.ls = ls
         self.title = title
         self.token: str | None = None

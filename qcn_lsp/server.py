@@ -1,4 +1,7 @@
-"""The one server object: settings, shared services and the protocol guard."""
+"""The one server object: settings, shared services and the protocol guard.
+
+Features are registered on it by the composition point, `qcn_lsp.app.create_server`.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ from qcn_lsp.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SettingsListener = Callable[["QcnServer", set[str]], None]
 InitializedListener = Callable[["QcnServer"], None]
 
 
@@ -61,7 +63,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 class QcnServer(LanguageServer):
-    """qcn-lsp's language server: features register themselves on it (qcn_lsp.features)."""
+    """qcn-lsp's language server: settings, services and the `initialized` listeners."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -71,16 +73,10 @@ class QcnServer(LanguageServer):
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
         )
         self.settings = Settings()
-        self._settings_listeners: list[SettingsListener] = []
         self._initialized_listeners: list[InitializedListener] = []
         # The model backend and the workspace index: started once the client is initialized
         # (features/configuration.py), reloaded when settings that concern them change.
         self.services = Services(self)
-        self.on_settings_changed(lambda _server, changed: self.services.settings_changed(changed))
-
-    def on_settings_changed(self, listener: SettingsListener) -> None:
-        """Call `listener(server, changed_keys)` whenever effective settings change."""
-        self._settings_listeners.append(listener)
 
     def on_initialized(self, listener: InitializedListener) -> None:
         """Call `listener(server)` once the client is initialized and its settings are pulled:
@@ -92,7 +88,7 @@ class QcnServer(LanguageServer):
             listener(self)
 
     def apply_settings(self, raw: Any, source: str) -> None:
-        """Merge `raw` into the settings, warn about what was ignored, notify listeners."""
+        """Merge `raw` into the settings, warn about what was ignored, reload what changed."""
         new, warnings = self.settings.merged(raw, source)
         for warning in warnings:
             logger.warning(warning)
@@ -101,8 +97,8 @@ class QcnServer(LanguageServer):
                     type=types.MessageType.Warning, message=f"qcn-lsp: {warning}"
                 )
             )
-        changed = new.changed_keys(self.settings)
-        self.settings = new
+        previous, self.settings = self.settings, new
+        changed = new.changed_keys(previous)
         # The effective settings, in the editor's LSP log: the first thing to look at when
         # something behaves unexpectedly.
         self.window_log_message(
@@ -113,13 +109,4 @@ class QcnServer(LanguageServer):
         )
         if changed:
             logger.info("settings changed: %s", ", ".join(sorted(changed)))
-            for listener in self._settings_listeners:
-                listener(self, changed)
-
-
-def create_server() -> QcnServer:
-    from qcn_lsp.features import register_all
-
-    server = QcnServer()
-    register_all(server)
-    return server
+            self.services.settings_changed(previous)

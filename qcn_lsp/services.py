@@ -1,7 +1,7 @@
 """Shared services: the model backend and the workspace index, loaded in the background.
 
 Start-up never waits for either: `initialized` schedules the loads, requests that need them
-call `backend_ready(timeout)` / `index_ready(timeout)` and get a `ServiceUnavailable` error that
+call `backend_ready(timeout)` / `index_ready(timeout)` and get a `RequestFailed` error that
 says what is going on ("model still loading", "no model configured: ...") when they are not
 there in time. Settings changes that concern a service reload it without a restart.
 """
@@ -12,45 +12,36 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
-from pygls.uris import to_fs_path
 
 from engine.backend import Backend
 from engine.errors import EngineError
 from engine.report import RequestReport
+from qcn_lsp.errors import RequestFailed
+from qcn_lsp.progress import Progress
+from qcn_lsp.settings import Settings
+from qcn_lsp.wire import report_dict
+from qcn_lsp.workspace import workspace_roots
 
 if TYPE_CHECKING:
+    from context.index import RepoIndex
     from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
 
-BACKEND_KEYS = frozenset(
-    {
-        "model.path",
-        "model.contextLength",
-        "model.threads",
-        "model.gpuLayers",
-        "backend.kind",
-        "backend.baseUrl",
-        "backend.model",
-        "backend.apiKeyEnv",
-        "engine.checkpointMemoryMB",
-        "engine.checkpointInterval",
-        "cache.dir",
-    }
-)
-INDEX_KEYS = frozenset({"context.ignore", "cache.dir"})
+
+def _backend_inputs(settings: Settings) -> tuple[object, ...]:
+    """The sections the backend is built from: a change in any of them reloads it."""
+    return (settings.model, settings.backend, settings.engine, settings.cache)
 
 
-class ServiceUnavailable(JsonRpcException):
-    """A request needs the model or the index and it is not usable; the message says why."""
-
-    CODE = -32803  # LSP RequestFailed
+def _index_inputs(settings: Settings) -> tuple[object, ...]:
+    """What the index is built from (besides the workspace folders)."""
+    return (settings.context.ignore, settings.cache)
 
 
 class Services:
@@ -62,11 +53,11 @@ class Services:
         self._backend_error: str | None = None
         self._backend_task: asyncio.Task[None] | None = None
         self._backend_generation = 0
-        self._index: Any = None
+        self._index: RepoIndex | None = None
         self._index_error: str | None = None
         self._index_task: asyncio.Task[None] | None = None
         self._index_state = "not started"
-        self._index_listeners: list[Callable[[Any], None]] = []
+        self._index_listeners: list[Callable[[RepoIndex], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
         self.started = False
@@ -83,12 +74,13 @@ class Services:
         self._reload_backend()
         self._reload_index()
 
-    def settings_changed(self, changed: set[str]) -> None:
+    def settings_changed(self, previous: Settings) -> None:
         if not self.started:
             return
-        if changed & BACKEND_KEYS:
+        current = self.server.settings
+        if _backend_inputs(current) != _backend_inputs(previous):
             self._reload_backend()
-        if changed & INDEX_KEYS:
+        if _index_inputs(current) != _index_inputs(previous):
             self._reload_index()
 
     async def close(self) -> None:
@@ -99,7 +91,7 @@ class Services:
         if backend is not None:
             await backend.close()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         # Keep a reference (asyncio only holds weak ones) and log what went wrong.
         self._tasks.add(task)
@@ -121,19 +113,17 @@ class Services:
         self._backend_task = self._spawn(self._load_backend(self._backend_generation))
 
     async def _load_backend(self, generation: int) -> None:
-        from qcn_lsp.progress import Progress
-
         old, self._backend = self._backend, None
         if old is not None:
             await old.close()
         try:
             backend = self._create_backend()
-        except ServiceUnavailable as exc:
+        except RequestFailed as exc:
             self._backend_error = exc.message
             self._show(types.MessageType.Warning, exc.message)
             return
         async with Progress(self.server, "qcn-lsp: loading model") as progress:
-            progress.report(str(self.server.settings["model.path"]), 0)
+            progress.report(str(self.server.settings.model.path), 0)
             started = time.perf_counter()
             try:
                 await backend.start()
@@ -154,30 +144,30 @@ class Services:
 
     def _create_backend(self) -> Backend:
         settings = self.server.settings
-        if settings["backend.kind"] != "local":
-            raise ServiceUnavailable(
-                f"backend.kind = {settings['backend.kind']!r} is not supported by this version; "
+        model, engine = settings.model, settings.engine
+        if settings.backend.kind != "local":
+            raise RequestFailed(
+                f"backend.kind = {settings.backend.kind!r} is not supported by this version; "
                 "set backend.kind to 'local'"
             )
-        model_path = settings["model.path"]
-        if not model_path:
-            raise ServiceUnavailable(
+        if not model.path:
+            raise RequestFailed(
                 "no model configured: set model.path (or the QCN_MODEL environment variable) "
                 "to a GGUF file"
             )
-        if not Path(model_path).is_file():
-            raise ServiceUnavailable(f"model file not found: {model_path}; check model.path")
+        if not Path(model.path).is_file():
+            raise RequestFailed(f"model file not found: {model.path}; check model.path")
         from engine.local import EngineConfig, LocalEngine
 
         return LocalEngine(
             EngineConfig(
-                model_path=model_path,
-                n_ctx=settings["model.contextLength"],
-                n_threads=settings["model.threads"],
-                n_gpu_layers=settings["model.gpuLayers"],
-                checkpoint_interval=settings["engine.checkpointInterval"],
-                checkpoint_memory_mb=settings["engine.checkpointMemoryMB"],
-                state_dir=Path(settings["cache.dir"]) / "state",
+                model_path=model.path,
+                n_ctx=model.context_length,
+                n_threads=model.threads,
+                n_gpu_layers=model.gpu_layers,
+                checkpoint_interval=engine.checkpoint_interval,
+                checkpoint_memory_mb=engine.checkpoint_memory_mb,
+                state_dir=Path(settings.cache.dir) / "state",
             )
         )
 
@@ -191,7 +181,7 @@ class Services:
         return "model still loading"
 
     async def backend_ready(self, timeout: float) -> Backend:
-        """The loaded backend, waiting up to `timeout` s; else ServiceUnavailable."""
+        """The loaded backend, waiting up to `timeout` s; else RequestFailed."""
         deadline = time.monotonic() + timeout
         if not self.started:
             # Requests may arrive before `initialized` was handled (settings still being pulled).
@@ -203,20 +193,13 @@ class Services:
             task = self._backend_task
             remaining = deadline - time.monotonic()
             if self._backend_error is not None or task is None or remaining <= 0:
-                raise ServiceUnavailable(f"qcn-lsp: {self.backend_status()}")
+                raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
             # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
             await asyncio.wait({task}, timeout=remaining)
             if task.done() and task is self._backend_task and self._backend is None:
-                raise ServiceUnavailable(f"qcn-lsp: {self.backend_status()}")
+                raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
 
     # -- index --------------------------------------------------------------------------------
-
-    def _workspace_roots(self) -> list[Path]:
-        workspace = self.server.workspace
-        uris = [folder.uri for folder in workspace.folders.values()]
-        if not uris and workspace.root_uri:
-            uris = [workspace.root_uri]
-        return [Path(path) for uri in uris if (path := to_fs_path(uri))]
 
     def _reload_index(self) -> None:
         if self._index_task is not None:
@@ -226,24 +209,18 @@ class Services:
         self._index_task = self._spawn(self._build_index())
 
     async def _build_index(self) -> None:
-        from qcn_lsp.progress import Progress
-
-        roots = self._workspace_roots()
+        roots = workspace_roots(self.server.workspace)
         if not roots:
             self._index_state = "no workspace folder"
             self._index_error = "no workspace folder open: repository context is off"
             return
-        try:
-            from context.index import RepoIndex
-        except ImportError as exc:
-            self._index_error = f"workspace index not available in this build ({exc})"
-            self._index_state = "unavailable"
-            return
+        from context.index import RepoIndex
+
         settings = self.server.settings
         index = RepoIndex(
             roots,
-            cache_dir=Path(settings["cache.dir"]) / "index",
-            ignore=tuple(settings["context.ignore"]),
+            cache_dir=Path(settings.cache.dir) / "index",
+            ignore=settings.context.ignore,
         )
         self._index_state = "indexing"
         loop = asyncio.get_running_loop()
@@ -278,23 +255,31 @@ class Services:
         for listener in self._index_listeners:
             listener(index)
 
-    async def index_ready(self, timeout: float) -> Any:
-        """The built RepoIndex, waiting up to `timeout` s; else ServiceUnavailable."""
+    async def index_settled(self, timeout: float) -> RepoIndex | None:
+        """The index, once a build in flight has finished (waiting up to `timeout` s); None
+        without one: no workspace folder, a failed or cancelled build, or still building."""
+        deadline = time.monotonic() + timeout
         if not self.started:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._started_event.wait(), timeout)
         task = self._index_task
         if self._index is None and self._index_error is None and task is not None:
-            await asyncio.wait({task}, timeout=timeout)
-        if self._index is not None:
-            return self._index
-        reason = self._index_error or f"workspace index still building ({self._index_state})"
-        raise ServiceUnavailable(f"qcn-lsp: {reason}")
-
-    def index_if_ready(self) -> Any:
+            # `wait` rather than awaiting the task: a cancelled request must not cancel the build.
+            await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
         return self._index
 
-    def on_index_ready(self, listener: Callable[[Any], None]) -> None:
+    async def index_ready(self, timeout: float) -> RepoIndex:
+        """The built RepoIndex, waiting up to `timeout` s; else RequestFailed."""
+        index = await self.index_settled(timeout)
+        if index is None:
+            reason = self._index_error or f"workspace index still building ({self._index_state})"
+            raise RequestFailed(f"qcn-lsp: {reason}")
+        return index
+
+    def index_if_ready(self) -> RepoIndex | None:
+        return self._index
+
+    def on_index_ready(self, listener: Callable[[RepoIndex], None]) -> None:
         """Call `listener(index)` each time a (re)built index becomes the current one."""
         self._index_listeners.append(listener)
 
@@ -335,17 +320,3 @@ class Services:
         self.server.window_show_message(
             types.ShowMessageParams(type=kind, message=f"qcn-lsp: {message}")
         )
-
-
-def report_dict(report: RequestReport) -> dict[str, Any]:
-    """A RequestReport in the camelCase shape of qcn.status and qcn/completionProgress."""
-    return {
-        "promptTokens": report.prompt_tokens,
-        "reusedTokens": report.reused_tokens,
-        "prefilledTokens": report.prefilled_tokens,
-        "restoreKind": report.restore_kind,
-        "restoredFrom": report.restored_from,
-        "generatedTokens": report.generated_tokens,
-        "cancelled": report.cancelled,
-        "ms": {name: round(value, 2) for name, value in report.ms.items()},
-    }

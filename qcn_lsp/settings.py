@@ -1,19 +1,30 @@
-"""The one settings schema of qcn-lsp.
+"""The one settings schema of qcn-lsp: typed, frozen sections (`settings.model.path`,
+`settings.completion.suffix_chars`, ...).
 
 Settings arrive as LSP ``initializationOptions``, from ``workspace/configuration`` (section
 ``qcn``) and with ``workspace/didChangeConfiguration``. Each source may give a nested object
 (``{"model": {"path": ...}}``) or dotted keys (``{"model.path": ...}``). A bad key or value
-never stops the server: it is reported as a warning naming the key and the default is kept.
+never stops the server: it is reported as a warning naming the key and the old value is kept.
+
+A setting's wire key is its section's name and its field's name in camelCase
+(`completion.suffix_chars` is `completion.suffixChars`); `SCHEMA` lists them all, in the order
+docs/configuration.md presents them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from engine.formats import DEFAULT_SUFFIX_CHARS
+
+
+def _model_from_environment() -> str | None:
+    return os.environ.get("QCN_MODEL") or None
 
 
 def _default_cache_dir() -> str:
@@ -21,183 +32,258 @@ def _default_cache_dir() -> str:
     return str(Path(base) / "qcn-lsp")
 
 
+def setting(
+    doc: str,
+    default: Any = None,
+    *,
+    factory: Callable[[], Any] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    key: str | None = None,
+) -> Any:
+    """A section field with its documentation and range; `key` when camelCase is not enough."""
+    metadata = {"doc": doc, "minimum": minimum, "maximum": maximum, "key": key}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: str | None = setting(
+        "Path of the GGUF model file. Defaults to the environment variable `QCN_MODEL`.",
+        factory=_model_from_environment,
+    )
+    context_length: int = setting(
+        "Context window in tokens (the model supports up to 262144; each token of attention "
+        "KV costs about 24 KiB on Qwen3-Coder-Next).",
+        32768,
+        minimum=256,
+        maximum=262144,
+    )
+    threads: int | None = setting(
+        "CPU threads for llama.cpp; null means one per physical core.", minimum=1, maximum=1024
+    )
+    gpu_layers: int = setting(
+        "Layers offloaded to the GPU (-1 = all, 0 = none); ignored by CPU-only builds.",
+        -1,
+        minimum=-1,
+        maximum=1000,
+    )
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    kind: Literal["local", "openai"] = setting(
+        "`local` runs the GGUF in-process; `openai` sends requests to an OpenAI-compatible "
+        "endpoint (llama-server, vLLM, SGLang, Ollama, DashScope).",
+        "local",
+    )
+    base_url: str = setting(
+        "Base URL of the OpenAI-compatible endpoint (backend.kind = openai).",
+        "http://127.0.0.1:8080/v1",
+    )
+    model: str = setting("Model name sent to the OpenAI-compatible endpoint.", "qwen3-coder-next")
+    api_key_env: str = setting(
+        "Name of the environment variable that holds the endpoint's API key (the key itself "
+        "never goes into settings).",
+        "",
+    )
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    budget_tokens: int = setting(
+        "Tokens of repository context placed before the current file.",
+        16384,
+        minimum=0,
+        maximum=262144,
+    )
+    ignore: tuple[str, ...] = setting(
+        "Extra gitignore-style patterns to leave out of the repository context.", ()
+    )
+
+
+@dataclass(frozen=True)
+class CompletionSettings:
+    max_tokens: int = setting(
+        "Most tokens generated for one completion.", 128, minimum=1, maximum=8192
+    )
+    temperature: float = setting(
+        "Sampling temperature for completions; 0 is greedy (repeatable).",
+        0.0,
+        minimum=0.0,
+        maximum=2.0,
+    )
+    debounce_ms: int = setting(
+        "Base debounce before a completion request starts the model; adapted to typing speed.",
+        75,
+        minimum=0,
+        maximum=5000,
+    )
+    suffix_chars: int = setting(
+        "Characters after the cursor shown to the model (cut at a line end). They are re-read on "
+        "every keystroke, so this is the main per-keystroke cost on a CPU.",
+        DEFAULT_SUFFIX_CHARS,
+        minimum=0,
+        maximum=20000,
+    )
+    stream_notifications: bool = setting(
+        "Send `qcn/completionProgress` notifications with the growing completion text "
+        "(see docs/protocol.md). Editor plugins turn this on.",
+        False,
+    )
+    index_wait_ms: int = setting(
+        "How long a completion waits, once the model is loaded, for a workspace index that is "
+        "still being built, so that its prompt has the repository context from the start (a "
+        "prompt without it is read once more in full when the index is ready). No wait without "
+        "a workspace folder or after a failed index; 0 never waits.",
+        10000,
+        minimum=0,
+        maximum=600000,
+    )
+
+
+@dataclass(frozen=True)
+class EditsSettings:
+    max_tokens: int = setting(
+        "Most tokens the model writes for one edit proposal (code action, rewrite, refactor step).",
+        1024,
+        minimum=16,
+        maximum=32768,
+    )
+    max_tool_rounds: int = setting(
+        "Most model turns in one multi-file edit conversation (read_file / find_symbol answers).",
+        4,
+        minimum=1,
+        maximum=16,
+    )
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    checkpoint_memory_mb: int = setting(
+        "RAM budget for recurrent-state checkpoints of the in-process engine.",
+        1024,
+        minimum=16,
+        maximum=1048576,
+        key="checkpointMemoryMB",
+    )
+    checkpoint_interval: int = setting(
+        "Tokens between checkpoints inside the current file: an edit re-reads at most this "
+        "many tokens before the cursor.",
+        256,
+        minimum=16,
+        maximum=65536,
+    )
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    dir: str = setting(
+        "Directory for the persisted repo-context state and the symbol index. Defaults to "
+        "`$XDG_CACHE_HOME/qcn-lsp` (`~/.cache/qcn-lsp`).",
+        factory=_default_cache_dir,
+    )
+
+
 @dataclass(frozen=True)
 class SettingSpec:
-    """One documented key: its dotted name, type, default and meaning."""
+    """One documented key: its dotted wire name, where it lives, its type and meaning."""
 
     key: str
+    section: str
+    name: str
     type: Any
-    default: Any
     doc: str
     minimum: float | None = None
     maximum: float | None = None
 
 
-# Ordered as docs/configuration.md presents them. Defaults that depend on the environment are
-# resolved by `default_values()`.
-SCHEMA: tuple[SettingSpec, ...] = (
-    SettingSpec(
-        "model.path",
-        str | None,
-        None,
-        "Path of the GGUF model file. Defaults to the environment variable `QCN_MODEL`.",
-    ),
-    SettingSpec(
-        "model.contextLength",
-        int,
-        32768,
-        "Context window in tokens (the model supports up to 262144; each token of attention "
-        "KV costs about 24 KiB on Qwen3-Coder-Next).",
-        256,
-        262144,
-    ),
-    SettingSpec(
-        "model.threads",
-        int | None,
-        None,
-        "CPU threads for llama.cpp; null means one per physical core.",
-        1,
-        1024,
-    ),
-    SettingSpec(
-        "model.gpuLayers",
-        int,
-        -1,
-        "Layers offloaded to the GPU (-1 = all, 0 = none); ignored by CPU-only builds.",
-        -1,
-        1000,
-    ),
-    SettingSpec(
-        "backend.kind",
-        Literal["local", "openai"],
-        "local",
-        "`local` runs the GGUF in-process; `openai` sends requests to an OpenAI-compatible "
-        "endpoint (llama-server, vLLM, SGLang, Ollama, DashScope).",
-    ),
-    SettingSpec(
-        "backend.baseUrl",
-        str,
-        "http://127.0.0.1:8080/v1",
-        "Base URL of the OpenAI-compatible endpoint (backend.kind = openai).",
-    ),
-    SettingSpec(
-        "backend.model",
-        str,
-        "qwen3-coder-next",
-        "Model name sent to the OpenAI-compatible endpoint.",
-    ),
-    SettingSpec(
-        "backend.apiKeyEnv",
-        str,
-        "",
-        "Name of the environment variable that holds the endpoint's API key (the key itself "
-        "never goes into settings).",
-    ),
-    SettingSpec(
-        "context.budgetTokens",
-        int,
-        16384,
-        "Tokens of repository context placed before the current file.",
-        0,
-        262144,
-    ),
-    SettingSpec(
-        "context.ignore",
-        list[str],
-        [],
-        "Extra gitignore-style patterns to leave out of the repository context.",
-    ),
-    SettingSpec(
-        "completion.maxTokens",
-        int,
-        128,
-        "Most tokens generated for one completion.",
-        1,
-        8192,
-    ),
-    SettingSpec(
-        "completion.temperature",
-        float,
-        0.0,
-        "Sampling temperature for completions; 0 is greedy (repeatable).",
-        0.0,
-        2.0,
-    ),
-    SettingSpec(
-        "completion.debounceMs",
-        int,
-        75,
-        "Base debounce before a completion request starts the model; adapted to typing speed.",
-        0,
-        5000,
-    ),
-    SettingSpec(
-        "completion.suffixChars",
-        int,
-        320,
-        "Characters after the cursor shown to the model (cut at a line end). They are re-read on "
-        "every keystroke, so this is the main per-keystroke cost on a CPU.",
-        0,
-        20000,
-    ),
-    SettingSpec(
-        "completion.streamNotifications",
-        bool,
-        False,
-        "Send `qcn/completionProgress` notifications with the growing completion text "
-        "(see docs/protocol.md). Editor plugins turn this on.",
-    ),
-    SettingSpec(
-        "edits.maxTokens",
-        int,
-        1024,
-        "Most tokens the model writes for one edit proposal (code action, rewrite, refactor step).",
-        16,
-        32768,
-    ),
-    SettingSpec(
-        "edits.maxToolRounds",
-        int,
-        4,
-        "Most model turns in one multi-file edit conversation (read_file / find_symbol answers).",
-        1,
-        16,
-    ),
-    SettingSpec(
-        "engine.checkpointMemoryMB",
-        int,
-        1024,
-        "RAM budget for recurrent-state checkpoints of the in-process engine.",
-        16,
-        1048576,
-    ),
-    SettingSpec(
-        "engine.checkpointInterval",
-        int,
-        256,
-        "Tokens between checkpoints inside the current file: an edit re-reads at most this "
-        "many tokens before the cursor.",
-        16,
-        65536,
-    ),
-    SettingSpec(
-        "cache.dir",
-        str,
-        None,
-        "Directory for the persisted repo-context state and the symbol index. Defaults to "
-        "`$XDG_CACHE_HOME/qcn-lsp` (`~/.cache/qcn-lsp`).",
-    ),
-)
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
 
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings: every section complete, every value of its declared type."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    edits: EditsSettings = field(default_factory=EditsSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every key with its value, as JSON (the settings report and `qcn.status`)."""
+        return {spec.key: _json_value(self._get(spec)) for spec in SCHEMA}
+
+    def _get(self, spec: SettingSpec) -> Any:
+        return getattr(getattr(self, spec.section), spec.name)
+
+    def merged(self, raw: Any, source: str) -> tuple[Settings, list[str]]:
+        """These settings updated with `raw`; returns warnings for what was ignored."""
+        if raw is None:
+            return self, []
+        if not isinstance(raw, Mapping):
+            return self, [f"{source}: expected an object of qcn settings, got {type(raw).__name__}"]
+        updates: dict[str, dict[str, Any]] = {}
+        warnings: list[str] = []
+        for key, value in _flatten(raw).items():
+            spec = SPECS.get(key)
+            if spec is None:
+                warnings.append(
+                    f"{source}: unknown setting `{key}` ignored "
+                    f"(see docs/configuration.md for the keys qcn-lsp knows)"
+                )
+                continue
+            section = updates.setdefault(spec.section, {})
+            try:
+                section[spec.name] = _check_value(spec, value)
+            except ValueError as exc:
+                kept = section.get(spec.name, self._get(spec))
+                warnings.append(f"{source}: setting `{key}` {exc}; keeping {_json_value(kept)!r}")
+        sections = {
+            name: dataclasses.replace(getattr(self, name), **changes)
+            for name, changes in updates.items()
+        }
+        return dataclasses.replace(self, **sections), warnings
+
+    def changed_keys(self, other: Settings) -> set[str]:
+        return {spec.key for spec in SCHEMA if self._get(spec) != other._get(spec)}
+
+
+def _schema() -> tuple[SettingSpec, ...]:
+    specs = []
+    for section in dataclasses.fields(Settings):
+        section_type = get_type_hints(Settings)[section.name]
+        hints = get_type_hints(section_type)
+        for item in dataclasses.fields(section_type):
+            meta = item.metadata
+            specs.append(
+                SettingSpec(
+                    key=f"{section.name}.{meta['key'] or _camel(item.name)}",
+                    section=section.name,
+                    name=item.name,
+                    type=hints[item.name],
+                    doc=meta["doc"],
+                    minimum=meta["minimum"],
+                    maximum=meta["maximum"],
+                )
+            )
+    return tuple(specs)
+
+
+SCHEMA: tuple[SettingSpec, ...] = _schema()
 SPECS: dict[str, SettingSpec] = {spec.key: spec for spec in SCHEMA}
 
 
-def default_values() -> dict[str, Any]:
-    """Every key with its default, environment-dependent defaults resolved now."""
-    values: dict[str, Any] = {spec.key: spec.default for spec in SCHEMA}
-    values["model.path"] = os.environ.get("QCN_MODEL") or None
-    values["cache.dir"] = _default_cache_dir()
-    return values
+def _json_value(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -215,7 +301,7 @@ def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) is list:
+    if get_origin(tp) is tuple:
         return "list of strings"
     args = [a for a in get_args(tp) if a is not type(None)]
     if args:
@@ -237,10 +323,10 @@ def _check_value(spec: SettingSpec, value: Any) -> Any:
         if value not in get_args(tp):
             raise ValueError(f"expected one of {_type_name(tp)}, got {value!r}")
         return value
-    if get_origin(tp) is list:
+    if get_origin(tp) is tuple:  # a JSON list of strings
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"expected a list of strings, got {value!r}")
-        return list(value)
+        return tuple(value)
     # bool is an int subclass in Python but never a valid number setting.
     if tp is bool:
         ok = isinstance(value, bool)
@@ -258,38 +344,3 @@ def _check_value(spec: SettingSpec, value: Any) -> Any:
     if spec.maximum is not None and value > spec.maximum:
         raise ValueError(f"must be at most {spec.maximum:g}, got {value!r}")
     return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Validated settings: a complete value for every key in SCHEMA."""
-
-    values: dict[str, Any] = field(default_factory=default_values)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def merged(self, raw: Any, source: str) -> tuple[Settings, list[str]]:
-        """These settings updated with `raw`; returns warnings for what was ignored."""
-        if raw is None:
-            return self, []
-        if not isinstance(raw, Mapping):
-            return self, [f"{source}: expected an object of qcn settings, got {type(raw).__name__}"]
-        values = dict(self.values)
-        warnings: list[str] = []
-        for key, value in _flatten(raw).items():
-            spec = SPECS.get(key)
-            if spec is None:
-                warnings.append(
-                    f"{source}: unknown setting `{key}` ignored "
-                    f"(see docs/configuration.md for the keys qcn-lsp knows)"
-                )
-                continue
-            try:
-                values[key] = _check_value(spec, value)
-            except ValueError as exc:
-                warnings.append(f"{source}: setting `{key}` {exc}; keeping {values[key]!r}")
-        return dataclasses.replace(self, values=values), warnings
-
-    def changed_keys(self, other: Settings) -> set[str]:
-        return {k for k, v in self.values.items() if other.values.get(k) != v}

@@ -22,7 +22,7 @@ from qcn_lsp.edits import (
     syntax_error_count,
     to_workspace_edit,
 )
-from tests.lsp_helpers import REPO_ROOT, server_env
+from tests.lsp.helpers import REPO_ROOT, server_env
 
 NVIM = shutil.which("nvim")
 pytestmark = pytest.mark.skipif(NVIM is None, reason="nvim not installed (apt-get install neovim)")

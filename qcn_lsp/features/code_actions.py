@@ -10,13 +10,17 @@ with the reason; clients that cannot show disabled actions get a JSON-RPC error 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
 from qcn_lsp.edits import EditRejected
-from qcn_lsp.features.refactor import LSP_CONVERTER, RequestFailed, rewrite_region
-from qcn_lsp.server import QcnServer
+from qcn_lsp.errors import RequestFailed
+from qcn_lsp.region_rewrite import rewrite_region
+from qcn_lsp.wire import LSP_CONVERTER, structured
+
+if TYPE_CHECKING:
+    from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +85,8 @@ def _action_data(data: Any) -> tuple[str, types.Range, str, int | None]:
         raise EditRejected("this action was not listed by qcn-lsp")
     uri, instruction, version = data.get("uri"), data.get("instruction"), data.get("version")
     try:
-        client_range = LSP_CONVERTER.structure(data.get("range"), types.Range)
-    except Exception:
+        client_range: types.Range | None = structured(data.get("range"), types.Range)
+    except ValueError:
         client_range = None
     if (
         not isinstance(uri, str)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from qcn_lsp.server import QcnServer
+if TYPE_CHECKING:
+    from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,10 @@
 """Editor and file-system events → the workspace index.
 
-pygls keeps `ls.workspace` in sync itself: its built-in didOpen/didChange/didClose handlers
-apply each change first and then call the handlers registered here, so these only forward the
-result to the `RepoIndex`. Index work (parsing, tagging, reading files) runs on one worker
-thread, in arrival order. Changes are forwarded as whole texts: the index keeps the previous
-text of each open document and diffs it into one minimal tree-sitter edit, so a second copy of
-every buffer here, only to convert LSP ranges, would buy nothing (and one edit lets the index
-re-tag just the statements around it, where a list of edits makes it re-tag the whole file).
+pygls keeps `ls.workspace` in sync itself (its didOpen/didChange/didClose handlers apply each
+change before calling the ones here), so these only forward the result to the `RepoIndex`, on
+one worker thread, in arrival order. Changes go as whole texts, the client's ranges unused: the
+index diffs each text against its own copy into one minimal edit, which re-tags only the
+statements around it (a list of edits would re-tag the whole file).
 
 Events that arrive while the index is being (re)built are not lost: open documents are read
 from `ls.workspace` and paths changed on disk are remembered, and both are replayed once the
@@ -19,15 +17,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
-from qcn_lsp.server import QcnServer
-from qcn_lsp.services import Services
+if TYPE_CHECKING:
+    from context.index import RepoIndex
+    from qcn_lsp.server import QcnServer
+    from qcn_lsp.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class DocumentIndexer:
             return
         self._submit(self._rename, old, new, self._take_pending(old))
 
-    def _index_ready(self, index: Any) -> None:
+    def _index_ready(self, index: RepoIndex) -> None:
         """A (re)built index became current: replay what it cannot know from the disk."""
         documents = {
             path: document.source
@@ -138,7 +138,7 @@ class DocumentIndexer:
 
     # -- worker thread ------------------------------------------------------------------------
 
-    def _indexable(self, index: Any, path: str) -> bool:
+    def _indexable(self, index: RepoIndex, path: str) -> bool:
         """Inside a workspace folder and not excluded by the scan rules (ignore, secrets)."""
         accepted = self._accepted.get(path)
         if accepted is None:
@@ -153,7 +153,7 @@ class DocumentIndexer:
             self._accepted[path] = accepted
         return accepted
 
-    def _update(self, index: Any, path: str, text: str | None) -> None:
+    def _update(self, index: RepoIndex, path: str, text: str | None) -> None:
         if text is not None and self._indexable(index, path):
             index.update_document(path, text)
 
@@ -210,7 +210,7 @@ class DocumentIndexer:
         self._remove_tree(index, old)
         self._refresh_tree(index, new)
 
-    def _replay(self, index: Any, documents: dict[str, str], touched: Iterable[str]) -> None:
+    def _replay(self, index: RepoIndex, documents: dict[str, str], touched: Iterable[str]) -> None:
         self._accepted.clear()
         for path in touched:
             if os.path.exists(path):
@@ -221,7 +221,7 @@ class DocumentIndexer:
             self._update(index, path, text)
 
     @staticmethod
-    def _remove_tree(index: Any, path: str) -> None:
+    def _remove_tree(index: RepoIndex, path: str) -> None:
         """Drop a file, or every file under a folder."""
         key = index.scanner.key_for(path)
         if key is None:
@@ -231,7 +231,7 @@ class DocumentIndexer:
             index.remove(gone)
 
     @staticmethod
-    def _refresh_tree(index: Any, path: str) -> None:
+    def _refresh_tree(index: RepoIndex, path: str) -> None:
         """Re-read a file, or every indexable file under a folder, from the disk."""
         scanner = index.scanner
         key = scanner.key_for(path)
@@ -310,7 +310,7 @@ def _register_watcher(server: QcnServer) -> None:
         ]
     )
 
-    def registered(future: Any) -> None:
+    def registered(future: Future[None]) -> None:
         # Not awaited: a client that never answers must not hold `initialized` up.
         if not future.cancelled() and future.exception() is not None:
             logger.warning("file watcher registration failed: %s", future.exception())

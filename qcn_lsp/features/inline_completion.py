@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lsprotocol import types
 
-from qcn_lsp.features.completion import complete_at
-from qcn_lsp.server import QcnServer
+if TYPE_CHECKING:
+    from qcn_lsp.completer import Completer
+    from qcn_lsp.server import QcnServer
 
 
-def register(server: QcnServer) -> None:
+def register(server: QcnServer, completer: Completer) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def on_inline_completion(
         ls: QcnServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList | None:
         invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        found = await complete_at(ls, params.text_document.uri, params.position, invoked=invoked)
+        found = await completer.complete_at(
+            params.text_document.uri, params.position, invoked=invoked
+        )
         if found is None:
             return None
         _cursor, answer = found

@@ -1,11 +1,14 @@
-"""`qcn.status`: engine, cache, index and settings state; and closing the services on shutdown."""
+"""`qcn.status`: engine, cache, index, settings and open documents; and closing the services
+on shutdown."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from lsprotocol import types
 
+# Imported at run time: pygls resolves the annotations of command handlers.
 from qcn_lsp.server import QcnServer
 
 STATUS_COMMAND = "qcn.status"
@@ -18,5 +21,17 @@ def register(server: QcnServer) -> None:
 
     @server.command(STATUS_COMMAND)
     def status(ls: QcnServer, *args: Any) -> dict[str, Any]:
-        """Engine (model, arch, hybrid, checkpoints, bytes, last request), index and settings."""
-        return ls.services.status()
+        """Engine (model, arch, hybrid, checkpoints, bytes, last request), index, settings, and
+        the version and text digest of each open document (is the editor's text the server's?)."""
+        return {**ls.services.status(), "documents": _documents(ls)}
+
+
+def _documents(ls: QcnServer) -> dict[str, dict[str, Any]]:
+    return {
+        uri: {
+            "version": document.version,
+            "chars": len(document.source),
+            "sha256": hashlib.sha256(document.source.encode("utf-8", "surrogatepass")).hexdigest(),
+        }
+        for uri, document in ls.workspace.text_documents.items()
+    }

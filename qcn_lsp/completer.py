@@ -1,10 +1,6 @@
-"""Model completions at the cursor: the shared Completer, and `textDocument/completion`.
-
-`textDocument/completion` serves clients without ghost text (Helix, older editors): one item
-whose text is the model's continuation, with a `textEdit` over the word being typed. The
-inline flavour (`textDocument/inlineCompletion`) lives in `inline_completion.py`; both go
-through `Completer.complete`, which owns debounce, cancellation, typed-ahead reuse, streaming
-notifications and post-processing.
+"""The shared completer behind both completion flavours (popup items in
+features/popup_completion.py, ghost text in features/inline_completion.py): debounce,
+cancellation, typed-ahead reuse, the prompt, streaming notifications and post-processing.
 """
 
 from __future__ import annotations
@@ -12,22 +8,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
-from engine.backend import Backend
+from engine.backend import Backend, Generation
+from engine.formats import FIM_STOPS, LOCAL_WINDOW_CHARS, clip_suffix, fim_prompt
 from engine.params import GenerationParams
+from engine.report import RequestReport
 from engine.segments import Prompt
 from qcn_lsp import completion_logic as logic
-from qcn_lsp.server import QcnServer
-from qcn_lsp.services import Services, ServiceUnavailable, report_dict
+from qcn_lsp.errors import RequestFailed
+from qcn_lsp.services import Services
+from qcn_lsp.wire import report_dict
+
+if TYPE_CHECKING:
+    from context.assemble import ContextAssembler
+    from context.index import RepoIndex
+    from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +39,12 @@ PROGRESS_METHOD = "qcn/completionProgress"
 EXPERIMENTAL_KEY = "qcnCompletionProgress"
 MAX_DOCUMENT_CHARS = 4_000_000
 BACKEND_WAIT_S = 30.0
-# Characters before the cursor in the LOCAL segment (the rest of the file is FILE_PREFIX; see
-# engine.formats.fim_prompt). The engine re-tokenizes this segment on every keystroke (about
-# 1 ms for 4,000 characters, 4 ms for 16,000), and its start moves only every half window.
-LOCAL_WINDOW_CHARS = 4_000
 # Characters sampled to estimate the tokenizer's characters per token, tokens kept free for
 # the FIM markers and the path, and the share of the estimated room the file prefix may fill.
 SAMPLE_CHARS = 4_000
 PROMPT_MARGIN_TOKENS = 64
 UTF8_MAX_BYTES = 4
 PREFIX_FILL = 0.9
-TRIGGER_CHARACTERS = [".", "(", "[", ",", ":", "=", " "]
 
 
 @dataclass
@@ -55,6 +54,7 @@ class Cursor:
     uri: str
     version: int | None
     position: types.Position  # as the client sent it
+    source: str  # the whole document: prefix + suffix
     prefix: str
     suffix: str
     line_prefix: str
@@ -78,8 +78,25 @@ class Completer:
         self._rhythm: dict[str, logic.TypingRhythm] = {}
         self._chars_per_token: dict[str, float] = {}
         # One assembler per index: it keeps its last ranking so the repo prefix stays stable.
-        self._assembler: Any = None
-        self._assembler_index: Any = None
+        self._assembler: ContextAssembler | None = None
+        self._assembler_index: RepoIndex | None = None
+
+    async def complete_at(
+        self, uri: str, position: types.Position, *, invoked: bool
+    ) -> tuple[Cursor, Answer | None] | None:
+        """The model's completion at a client position (both completion flavours).
+
+        None for documents qcn-lsp does not complete. Automatic requests stay quiet while the
+        model loads; explicit ones get the reason as a JSON-RPC error."""
+        cursor = self.cursor(uri, position)
+        if cursor is None:
+            return None
+        try:
+            return cursor, await self.complete(cursor, invoked=invoked)
+        except RequestFailed:
+            if invoked:
+                raise
+            return cursor, None
 
     # -- request parsing ----------------------------------------------------------------------
 
@@ -112,6 +129,7 @@ class Completer:
             uri=uri,
             version=document.version,
             position=position,
+            source=source,
             prefix=source[:offset],
             suffix=source[offset:],
             line_prefix=line_text[:column],
@@ -149,7 +167,7 @@ class Completer:
         if not invoked:
             rhythm.record()
         delay = logic.debounce_s(
-            self.server.settings["completion.debounceMs"], rhythm, cursor.line_prefix, invoked
+            self.server.settings.completion.debounce_ms, rhythm, cursor.line_prefix, invoked
         )
         if delay:
             await asyncio.sleep(delay)
@@ -164,15 +182,16 @@ class Completer:
         return suggestion.typed_ahead(cursor.prefix, cursor.suffix)
 
     async def _generate(self, cursor: Cursor) -> Answer | None:
-        settings = self.server.settings
+        settings = self.server.settings.completion
         backend = await self.services.backend_ready(BACKEND_WAIT_S)
+        # The repository context opens the prompt: a prompt built without it, while the index
+        # is still being built, would be read again in full by the next request.
+        await self.services.index_settled(settings.index_wait_ms / 1000)
         if self.document_version(cursor.uri) != cursor.version:
             return None
-        from engine.formats import FIM_STOPS
-
         params = GenerationParams(
-            max_tokens=settings["completion.maxTokens"],
-            temperature=settings["completion.temperature"],
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
             stop=tuple(FIM_STOPS),
         )
         prompt = self._prompt(cursor, backend, params.max_tokens)
@@ -184,14 +203,23 @@ class Completer:
         generation = backend.stream(prompt, params, key=cursor.uri)
         stream = self._streams_progress()
         started = time.perf_counter()
+        raw = ""
         try:
             async for delta in generation:
-                suggestion.text += delta
+                raw += delta
                 if self.document_version(cursor.uri) != cursor.version:
                     generation.cancel()
                     return None  # stale: the document moved on
-                if stream and delta:
-                    self._notify(cursor, suggestion.text, done=False)
+                shown = logic.streamed_text(raw, cursor.line_prefix, cursor.suffix)
+                if shown != suggestion.text:
+                    suggestion.text = shown
+                    if stream:
+                        self._notify(cursor, shown, done=False)
+                if logic.block_end(raw, cursor.line_prefix) is not None:
+                    # Everything from here on would be cut off: stop the model.
+                    generation.cancel()
+                    await _stopped(generation)
+                    break
         except BaseException:
             # $/cancelRequest (pygls cancels this task) or an engine error: stop the model too.
             generation.cancel()
@@ -200,7 +228,7 @@ class Completer:
             if self._running.get(cursor.uri) is finished:
                 del self._running[cursor.uri]
             finished.set_result(None)
-        suggestion.text = logic.post_process(suggestion.text, cursor.line_prefix, cursor.suffix)
+        suggestion.text = logic.post_process(raw, cursor.line_prefix, cursor.suffix)
         suggestion.done = True
         report = generation.report
         if report is not None:
@@ -216,18 +244,17 @@ class Completer:
         return Answer(suggestion.text, reused=False) if suggestion.text else None
 
     def _prompt(self, cursor: Cursor, backend: Backend, max_tokens: int) -> Prompt:
-        from engine.formats import clip_suffix, fim_prompt
-
         path = to_fs_path(cursor.uri) or cursor.uri
         n_ctx = backend.info().n_ctx
+        settings = self.server.settings
         # The repository context gets at most half the window; the current file what is left
         # after the answer, the suffix and the FIM markers. Characters per token are sampled
         # from the text before the cursor, so the file prefix is cut before the engine would
         # refuse the prompt as too long.
-        repo_budget = min(self.server.settings["context.budgetTokens"], n_ctx // 2)
+        repo_budget = min(settings.context.budget_tokens, n_ctx // 2)
         repo_name, files = self._repo_context(cursor, path, backend.count_tokens, repo_budget)
         repo_tokens = repo_budget if files else 0
-        suffix_chars = self.server.settings["completion.suffixChars"]
+        suffix_chars = settings.completion.suffix_chars
         suffix = clip_suffix(cursor.suffix, suffix_chars)
         room = n_ctx - max_tokens - repo_tokens - PROMPT_MARGIN_TOKENS
         max_prefix_chars: int | None = None
@@ -255,32 +282,34 @@ class Completer:
         )
 
     def _repo_context(
-        self, cursor: Cursor, path: str, count_tokens: Any, budget: int
+        self, cursor: Cursor, path: str, count_tokens: Callable[[str], int], budget: int
     ) -> tuple[str, list[tuple[str, str]]]:
         """Ranked repository files for the cursor; none while the index is not built."""
         index = self.services.index_if_ready()
         if index is None or budget <= 0:
             return Path(path).parent.name, []
-        if self._assembler_index is not index:
+        if self._assembler is None or self._assembler_index is not index:
             from context.assemble import ContextAssembler
 
             self._assembler = ContextAssembler(index, count_tokens)
             self._assembler_index = index
         line = cursor.prefix.count("\n")
         context = self._assembler.assemble(
-            path, cursor.prefix + cursor.suffix, line, len(cursor.line_prefix), budget
+            path, cursor.source, line, len(cursor.line_prefix), budget
         )
         return context.repo_name, [(f.path, f.content) for f in context.files]
 
     # -- streaming ----------------------------------------------------------------------------
 
     def _streams_progress(self) -> bool:
-        if self.server.settings["completion.streamNotifications"]:
+        if self.server.settings.completion.stream_notifications:
             return True
         experimental = self.server.client_capabilities.experimental
         return isinstance(experimental, Mapping) and bool(experimental.get(EXPERIMENTAL_KEY))
 
-    def _notify(self, cursor: Cursor, text: str, *, done: bool, report: Any = None) -> None:
+    def _notify(
+        self, cursor: Cursor, text: str, *, done: bool, report: RequestReport | None = None
+    ) -> None:
         params: dict[str, Any] = {
             "uri": cursor.uri,
             "version": cursor.version,
@@ -293,78 +322,17 @@ class Completer:
         self.server.protocol.notify(PROGRESS_METHOD, params)
 
 
+async def _stopped(generation: Generation) -> None:
+    """Wait until a generation this request cancelled has stopped (its report is then set)."""
+    try:
+        async for _ in generation:
+            pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the request itself was cancelled meanwhile
+
+
 def _server_column(document: TextDocument, position: types.Position) -> int:
     """The Python string column of a client position (negotiated utf-16 / utf-8 / utf-32)."""
     return document.position_codec.position_from_client_units(document.lines, position).character
-
-
-async def complete_at(
-    ls: QcnServer, uri: str, position: types.Position, *, invoked: bool
-) -> tuple[Cursor, Answer | None] | None:
-    """The model's completion at a client position (both completion flavours).
-
-    None for documents qcn-lsp does not complete. Automatic requests stay quiet while the
-    model loads; explicit ones get the reason as a JSON-RPC error."""
-    completer = completer_of(ls)
-    cursor = completer.cursor(uri, position)
-    if cursor is None:
-        return None
-    try:
-        return cursor, await completer.complete(cursor, invoked=invoked)
-    except ServiceUnavailable:
-        if invoked:
-            raise
-        return cursor, None
-
-
-def completer_of(server: QcnServer) -> Completer:
-    completer = getattr(server, "completer", None)
-    if completer is None:
-        completer = Completer(server, server.services)
-        server.completer = completer  # type: ignore[attr-defined]
-    return completer
-
-
-def register(server: QcnServer) -> None:
-    @server.feature(
-        types.TEXT_DOCUMENT_COMPLETION,
-        types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS),
-    )
-    async def on_completion(
-        ls: QcnServer, params: types.CompletionParams
-    ) -> types.CompletionList | None:
-        invoked = (
-            params.context is None
-            or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
-        )
-        found = await complete_at(ls, params.text_document.uri, params.position, invoked=invoked)
-        if found is None:
-            return None
-        cursor, answer = found
-        if answer is None:
-            return types.CompletionList(is_incomplete=True, items=[])
-        return types.CompletionList(is_incomplete=True, items=[_popup_item(ls, cursor, answer)])
-
-
-def _popup_item(ls: QcnServer, cursor: Cursor, answer: Answer) -> types.CompletionItem:
-    # The edit replaces the word being typed, so that clients filtering by word keep the item.
-    start = logic.word_start(cursor.line_prefix)
-    word = cursor.line_prefix[start:]
-    document = ls.workspace.get_text_document(cursor.uri)
-    start_position = document.position_codec.position_to_client_units(
-        document.lines, types.Position(line=cursor.position.line, character=start)
-    )
-    new_text = word + answer.text
-    first_line = new_text.strip().splitlines()[0] if new_text.strip() else new_text
-    return types.CompletionItem(
-        label=first_line[:80],
-        kind=types.CompletionItemKind.Text,
-        detail="qcn-lsp" + (" (typed ahead)" if answer.reused else ""),
-        documentation=new_text,
-        filter_text=new_text,
-        sort_text="0",
-        insert_text_format=types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(
-            range=types.Range(start=start_position, end=cursor.position), new_text=new_text
-        ),
-    )

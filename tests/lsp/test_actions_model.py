@@ -14,10 +14,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tests.lsp_helpers import lsp_session
-
-for _module in ("qcn_lsp.services", "engine.formats", "engine.toolcalls", "engine.testing"):
-    pytest.importorskip(_module, reason=f"{_module} not built yet")
+from tests.lsp.helpers import lsp_session, open_file
 
 SOURCE = "def add(a, b):\n    return a +\n\nprint(add(1, 2))\n"
 # What the services say while the model is loading (start-up never blocks).
@@ -36,18 +33,6 @@ def project(tmp_path: Path) -> Path:
 
 def options(tiny_model: Path) -> dict[str, Any]:
     return {"model": {"path": str(tiny_model)}, **FAST_EDITS}
-
-
-def open_file(client: Any, path: Path) -> str:
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=1, text=path.read_text()
-            )
-        )
-    )
-    return uri
 
 
 async def until_loaded(call: Any) -> Any:
@@ -79,14 +64,21 @@ def fix_params(uri: str) -> types.CodeActionParams:
     )
 
 
+async def listed_fix(client: Any, path: Path) -> tuple[str, types.CodeAction]:
+    """Open `path` and list the quick fix for the diagnostic at its incomplete line."""
+    uri = open_file(client, path)
+    actions = await client.text_document_code_action_async(fix_params(uri))
+    fix = (actions or [])[0]
+    assert isinstance(fix, types.CodeAction)
+    return uri, fix
+
+
 async def test_resolve_offers_a_checked_edit_or_says_why(project: Path, tiny_model: Path) -> None:
     async with lsp_session(
         profile="visual_studio_code", workspace=project, initialization_options=options(tiny_model)
     ) as (client, _):
-        uri = open_file(client, project / "calc.py")
-        actions = await client.text_document_code_action_async(fix_params(uri))
-        fix = (actions or [])[0]
-        assert isinstance(fix, types.CodeAction) and fix.edit is None
+        uri, fix = await listed_fix(client, project / "calc.py")
+        assert fix.edit is None
         resolved = await until_loaded(lambda: client.code_action_resolve_async(fix))
         if resolved.edit is None:
             assert resolved.disabled is not None and resolved.disabled.reason
@@ -103,10 +95,7 @@ async def test_neovim_gets_the_changes_shape_or_an_error(project: Path, tiny_mod
     async with lsp_session(
         profile="neovim", workspace=project, initialization_options=options(tiny_model)
     ) as (client, _):
-        uri = open_file(client, project / "calc.py")
-        actions = await client.text_document_code_action_async(fix_params(uri))
-        fix = (actions or [])[0]
-        assert isinstance(fix, types.CodeAction)
+        uri, fix = await listed_fix(client, project / "calc.py")
         try:
             resolved = await until_loaded(lambda: client.code_action_resolve_async(fix))
         except JsonRpcException as exc:

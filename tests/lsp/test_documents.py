@@ -14,7 +14,7 @@ from typing import Any
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import change, lsp_session, open_document, status
 
 FILES = {
     "a.py": "def alpha():\n    return 1\n",
@@ -37,55 +37,15 @@ def settings(tmp_path: Path) -> dict[str, Any]:
     return {"cache": {"dir": str(tmp_path / "cache")}}
 
 
-async def index_status(client: LanguageClient) -> dict[str, Any]:
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="qcn.status", arguments=[])
-    )
-    assert isinstance(result, dict)
-    return result["index"]
-
-
 async def index_counts(client: LanguageClient, files: int, definitions: int) -> dict[str, Any]:
     """The index status once it holds `files` files and `definitions` definitions."""
-    status: dict[str, Any] = {}
+    index: dict[str, Any] = {}
     for _ in range(300):
-        status = await index_status(client)
-        if status.get("files") == files and status.get("definitions") == definitions:
-            return status
+        index = (await status(client))["index"]
+        if index.get("files") == files and index.get("definitions") == definitions:
+            return index
         await asyncio.sleep(0.05)
-    raise AssertionError(f"index never reached {files} files / {definitions} defs: {status}")
-
-
-def open_document(client: LanguageClient, path: Path, text: str) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=path.as_uri(), language_id="python", version=1, text=text
-            )
-        )
-    )
-
-
-def change(
-    client: LanguageClient, path: Path, version: int, start: types.Position, end: types.Position
-) -> Any:
-    """A partial change replacing start..end: `send(text)` sends it."""
-
-    def send(text: str) -> None:
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(
-                    uri=path.as_uri(), version=version
-                ),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(
-                        range=types.Range(start=start, end=end), text=text
-                    )
-                ],
-            )
-        )
-
-    return send
+    raise AssertionError(f"index never reached {files} files / {definitions} defs: {index}")
 
 
 def file_operations(result: types.InitializeResult) -> types.FileOperationOptions:
@@ -106,20 +66,20 @@ async def test_typed_definition_reaches_the_index(tmp_path: Path) -> None:
     ):
         await index_counts(client, files=4, definitions=5)
         buffer = root / "pkg" / "c.py"
-        open_document(client, buffer, FILES["pkg/c.py"])
+        open_document(client, buffer.as_uri(), FILES["pkg/c.py"])
         # Typed keystroke by keystroke at the end of the buffer, as an editor sends it.
         typed = "\n\ndef typed_here(x):\n    return x\n"
         line, column = 2, 0
         for version, char in enumerate(typed, start=2):
-            change(client, buffer, version, at(line, column), at(line, column))(char)
+            change(client, buffer.as_uri(), version, at(line, column), at(line, column), char)
             line, column = (line + 1, 0) if char == "\n" else (line, column + 1)
         await index_counts(client, files=4, definitions=6)
 
         # Ranges replaced: `def delta` renamed in place, then deleted, then one more added.
-        change(client, buffer, 100, at(0, 4), at(0, 9))("renamed")
-        change(client, buffer, 101, at(0, 0), at(4, 0))("")
+        change(client, buffer.as_uri(), 100, at(0, 4), at(0, 9), "renamed")
+        change(client, buffer.as_uri(), 101, at(0, 0), at(4, 0), "")
         await index_counts(client, files=4, definitions=5)
-        change(client, buffer, 102, at(0, 0), at(0, 0))("def extra():\n    pass\n\n\n")
+        change(client, buffer.as_uri(), 102, at(0, 0), at(0, 0), "def extra():\n    pass\n\n\n")
         await index_counts(client, files=4, definitions=6)
 
         # Saved and closed without writing the file: the disk version counts again.
@@ -136,8 +96,8 @@ async def test_typed_definition_reaches_the_index(tmp_path: Path) -> None:
         await index_counts(client, files=4, definitions=5)
         # An unsaved new buffer inside the workspace counts; one outside it, a secrets file
         # and a non-file URI do not (the last event proves the others were handled first).
-        open_document(client, tmp_path / "outside.py", "def outside():\n    pass\n")
-        open_document(client, root / ".env", "def hidden():\n    pass\n")
+        open_document(client, (tmp_path / "outside.py").as_uri(), "def outside():\n    pass\n")
+        open_document(client, (root / ".env").as_uri(), "def hidden():\n    pass\n")
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(
                 text_document=types.TextDocumentItem(
@@ -145,7 +105,7 @@ async def test_typed_definition_reaches_the_index(tmp_path: Path) -> None:
                 )
             )
         )
-        open_document(client, root / "new.py", "def fresh():\n    pass\n")
+        open_document(client, (root / "new.py").as_uri(), "def fresh():\n    pass\n")
         await index_counts(client, files=5, definitions=6)
 
 
@@ -158,10 +118,12 @@ async def test_buffers_opened_while_indexing_are_kept(tmp_path: Path) -> None:
         client,
         _,
     ):
-        open_document(client, root / "a.py", "def one():\n    pass\n\n\ndef two():\n    pass\n")
-        open_document(client, root / "unsaved.py", "def three():\n    pass\n")
-        status = await index_counts(client, files=405, definitions=407)
-        assert status["state"].startswith("ready")
+        open_document(
+            client, (root / "a.py").as_uri(), "def one():\n    pass\n\n\ndef two():\n    pass\n"
+        )
+        open_document(client, (root / "unsaved.py").as_uri(), "def three():\n    pass\n")
+        index = await index_counts(client, files=405, definitions=407)
+        assert index["state"].startswith("ready")
 
 
 async def test_file_operations_delete_and_rename(tmp_path: Path) -> None:

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 from lsprotocol import types
 
-from tests.lsp_helpers import lsp_session
-
-
-async def status(client: Any) -> dict[str, Any]:
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="qcn.status", arguments=[])
-    )
-    assert isinstance(result, dict)
-    return result
-
-
-async def until(client: Any, predicate: Any) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-    for _ in range(200):
-        state = await status(client)
-        if predicate(state):
-            return state
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"status never matched: {state}")
+from tests.lsp.helpers import lsp_session, until_status
 
 
 async def test_missing_model_file_is_reported_and_fixed_by_settings(
@@ -38,13 +18,13 @@ async def test_missing_model_file_is_reported_and_fixed_by_settings(
         initialization_options={"model": {"path": str(missing)}, "cache": {"dir": str(tmp_path)}},
         workspace=tmp_path,
     ) as (client, _):
-        state = await until(client, lambda s: "not found" in s["engine"]["state"])
+        state = await until_status(client, lambda s: "not found" in s["engine"]["state"])
         assert str(missing) in state["engine"]["state"]
         assert any("model file not found" in m.message for m in client.messages)
         assert state["index"]["state"] != "not started"
         client.set_configuration({"qcn": {"model": {"path": str(tiny_model)}}})
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
-        state = await until(client, lambda s: s["engine"]["state"] == "ready")
+        state = await until_status(client, lambda s: s["engine"]["state"] == "ready")
         assert state["engine"]["model"] == str(tiny_model)
         assert state["engine"]["arch"] == "qwen3next"
         assert state["lastRequest"] is None
@@ -57,4 +37,4 @@ async def test_start_up_does_not_wait_for_the_model(tiny_model: Path, tmp_path: 
         # initialize answered before the model loaded: the first status may still say loading.
         assert result.capabilities.execute_command_provider is not None
         assert "qcn.status" in result.capabilities.execute_command_provider.commands
-        await until(client, lambda s: s["engine"]["state"] == "ready")
+        await until_status(client, lambda s: s["engine"]["state"] == "ready")

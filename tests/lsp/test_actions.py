@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
+from pytest_lsp import LanguageClient
 
-from tests.lsp_helpers import lsp_session
+from tests.lsp.helpers import lsp_session, open_file
 
 SOURCE = "def add(a, b):\n    return a +\n\nprint(add(1, 2))\n"
 
@@ -20,18 +21,6 @@ def project(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "calc.py").write_text(SOURCE)
     return root
-
-
-def open_file(client, path: Path, text: str = SOURCE, version: int = 1) -> str:
-    uri = path.as_uri()
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=version, text=text
-            )
-        )
-    )
-    return uri
 
 
 def diagnostic() -> types.Diagnostic:
@@ -52,6 +41,16 @@ def action_params(uri: str, *, selection: bool) -> types.CodeActionParams:
         range=types.Range(start=types.Position(line=1, character=11), end=end),
         context=types.CodeActionContext(diagnostics=[diagnostic()]),
     )
+
+
+async def listed_fix(client: LanguageClient, path: Path) -> tuple[str, types.CodeAction]:
+    """Open `path` and list the quick fix for its one diagnostic."""
+    uri = open_file(client, path)
+    [fix] = (
+        await client.text_document_code_action_async(action_params(uri, selection=False))
+    ) or []
+    assert isinstance(fix, types.CodeAction)
+    return uri, fix
 
 
 @pytest.mark.parametrize("profile", ["visual_studio_code", "neovim"])
@@ -86,11 +85,7 @@ async def test_listing_is_instant_and_carries_no_edit(project: Path, profile: st
 
 async def test_resolve_after_an_edit_is_disabled_with_the_reason(project: Path) -> None:
     async with lsp_session(profile="visual_studio_code", workspace=project) as (client, _):
-        uri = open_file(client, project / "calc.py")
-        [fix] = (
-            await client.text_document_code_action_async(action_params(uri, selection=False))
-        ) or []
-        assert isinstance(fix, types.CodeAction)
+        uri, fix = await listed_fix(client, project / "calc.py")
         client.text_document_did_change(
             types.DidChangeTextDocumentParams(
                 text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
@@ -105,11 +100,7 @@ async def test_resolve_after_an_edit_is_disabled_with_the_reason(project: Path) 
 
 async def test_resolve_errors_for_clients_without_disabled_support(project: Path) -> None:
     async with lsp_session(profile="neovim", workspace=project) as (client, _):
-        uri = open_file(client, project / "calc.py")
-        [fix] = (
-            await client.text_document_code_action_async(action_params(uri, selection=False))
-        ) or []
-        assert isinstance(fix, types.CodeAction)
+        _uri, fix = await listed_fix(client, project / "calc.py")
         # No model configured: a clear error, not a hang and not a broken edit.
         with pytest.raises(JsonRpcException, match="model"):
             await client.code_action_resolve_async(fix)

@@ -13,11 +13,16 @@ from typing import Any
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pytest_lsp import LanguageClient
 
-from tests.lsp_helpers import lsp_session
-
-pytest.importorskip("engine.formats", reason="engine.formats not built yet")
+from tests.lsp.helpers import (
+    inline_params,
+    insert,
+    lsp_session,
+    open_document,
+    record_progress,
+    status,
+    until_ready,
+)
 
 SOURCE = "import os\n\n\ndef area(width, height):\n    return width * height\n\n\nx = \n"
 CURSOR = types.Position(line=7, character=4)  # after "x = "
@@ -29,73 +34,6 @@ def options(model: Path, **completion: Any) -> dict[str, Any]:
         "completion": {"maxTokens": 8, "debounceMs": 0, **completion},
         "cache": {"dir": str(model.parent / "cache")},
     }
-
-
-def open_document(client: LanguageClient, uri: str, text: str = SOURCE, version: int = 1) -> None:
-    client.text_document_did_open(
-        types.DidOpenTextDocumentParams(
-            text_document=types.TextDocumentItem(
-                uri=uri, language_id="python", version=version, text=text
-            )
-        )
-    )
-
-
-def insert(client: LanguageClient, uri: str, version: int, at: types.Position, text: str) -> None:
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[
-                types.TextDocumentContentChangePartial(
-                    range=types.Range(start=at, end=at), text=text
-                )
-            ],
-        )
-    )
-
-
-def inline_params(uri: str, position: types.Position, invoked: bool = True) -> Any:
-    kind = (
-        types.InlineCompletionTriggerKind.Invoked
-        if invoked
-        else types.InlineCompletionTriggerKind.Automatic
-    )
-    return types.InlineCompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        position=position,
-        context=types.InlineCompletionContext(trigger_kind=kind),
-    )
-
-
-async def status(client: LanguageClient) -> dict[str, Any]:
-    result = await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command="qcn.status", arguments=[])
-    )
-    assert isinstance(result, dict)
-    return result
-
-
-async def until_ready(client: LanguageClient) -> dict[str, Any]:
-    for _ in range(240):
-        state = await status(client)
-        if state["engine"]["state"] == "ready":
-            return state
-        assert "loading" in state["engine"]["state"] or "not started" in state["engine"]["state"], (
-            state
-        )
-        await asyncio.sleep(0.25)
-    raise AssertionError("the model never finished loading")
-
-
-def record_progress(client: LanguageClient) -> list[Any]:
-    """Every qcn/completionProgress notification the client receives from now on."""
-    received: list[Any] = []
-
-    @client.feature("qcn/completionProgress")
-    def on_progress(params: Any) -> None:
-        received.append(params)
-
-    return received
 
 
 @pytest.fixture
@@ -117,7 +55,7 @@ async def test_inline_completion_streams_and_answers(
         assert result.capabilities.inline_completion_provider is not None
         assert result.capabilities.completion_provider is not None
         received = record_progress(client)
-        open_document(client, uri)
+        open_document(client, uri, SOURCE)
         await until_ready(client)
         for _ in range(100):
             if (await status(client))["index"]["state"].startswith("ready"):
@@ -129,6 +67,10 @@ async def test_inline_completion_streams_and_answers(
         final = received[-1]
         assert final.done is True and final.uri == uri and final.version == 1
         assert final.report.promptTokens > 0
+        # Streamed texts are post-processed as they grow: ghost text never shrinks.
+        streamed = [n.text for n in received[:-1]]
+        assert all(n.done is False for n in received[:-1])
+        assert all(final.text.startswith(text) for text in streamed), (streamed, final.text)
         if answer.items:
             assert answer.items[0].insert_text == final.text
             assert answer.items[0].range == types.Range(start=CURSOR, end=CURSOR)
@@ -143,7 +85,7 @@ async def test_popup_completion_without_streaming_neovim(tiny_model: Path, uri: 
         _result,
     ):
         received = record_progress(client)
-        open_document(client, uri)
+        open_document(client, uri, SOURCE)
         await until_ready(client)
         answer = await client.text_document_completion_async(
             types.CompletionParams(
@@ -162,7 +104,7 @@ async def test_typed_ahead_reuses_the_previous_completion(tiny_model: Path, uri:
         client,
         _,
     ):
-        open_document(client, uri)
+        open_document(client, uri, SOURCE)
         await until_ready(client)
         first = await client.text_document_inline_completion_async(inline_params(uri, CURSOR))
         assert isinstance(first, types.InlineCompletionList)
@@ -177,6 +119,42 @@ async def test_typed_ahead_reuses_the_previous_completion(tiny_model: Path, uri:
         assert second.items[0].insert_text == text[1:]
         state = await status(client)
         assert state["engine"]["stats"]["interactive"]["requests"] == requests  # no model call
+
+
+BLOCK = "def area(width, height):\n    if width:\n        \n    return 0\n"
+
+
+async def test_the_model_stops_where_the_completion_leaves_the_block(
+    tiny_model: Path, uri: str
+) -> None:
+    max_tokens = 64
+    settings = options(tiny_model, maxTokens=max_tokens, streamNotifications=True)
+    async with lsp_session(initialization_options=settings) as (client, _):
+        received = record_progress(client)
+        await until_ready(client)
+        cut_short = []
+        # Random weights: some spots write a less indented line within 64 tokens, some do not.
+        for version, tag in enumerate("abcdefgh", start=1):
+            text = f"# {tag * 3}\n{BLOCK}"
+            open_document(client, uri, text, version=version)
+            cursor = types.Position(line=3, character=8)  # the empty line inside `if`
+            await client.text_document_inline_completion_async(inline_params(uri, cursor))
+            final = received[-1]
+            assert final.done is True
+            assert all(
+                len(line) - len(line.lstrip()) >= 8
+                for line in final.text.split("\n")[1:]
+                if line.strip()
+            ), final.text
+            if final.report.cancelled:
+                cut_short.append(final.report.generatedTokens)
+            client.text_document_did_close(
+                types.DidCloseTextDocumentParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri)
+                )
+            )
+        assert cut_short, "no spot left the block"
+        assert all(tokens < max_tokens for tokens in cut_short), cut_short
 
 
 def big_document(tag: str) -> tuple[str, types.Position]:
@@ -238,7 +216,7 @@ async def test_superseded_and_cancelled_requests(
 
 async def test_bad_positions_and_unknown_documents(tiny_model: Path, uri: str) -> None:
     async with lsp_session(initialization_options=options(tiny_model)) as (client, _):
-        open_document(client, uri)
+        open_document(client, uri, SOURCE)
         beyond = types.Position(line=500, character=0)
         with pytest.raises(JsonRpcException, match="beyond"):
             await client.text_document_inline_completion_async(inline_params(uri, beyond))
@@ -262,7 +240,7 @@ async def test_model_change_takes_effect_without_restart(tiny_model: Path, uri: 
 
     other = write_test_model(tiny_model.parent / "tiny-seed1.gguf", preset="tiny", seed=1)
     async with lsp_session(initialization_options=options(tiny_model)) as (client, _):
-        open_document(client, uri)
+        open_document(client, uri, SOURCE)
         assert (await until_ready(client))["engine"]["model"] == str(tiny_model)
         # VS Code pulls settings: the notification is a hint to ask again.
         changed = options(tiny_model)
@@ -282,7 +260,7 @@ async def test_model_change_takes_effect_without_restart(tiny_model: Path, uri: 
 
 async def test_no_model_configured_is_a_clear_error(uri: str) -> None:
     async with lsp_session() as (client, _):
-        open_document(client, uri)
+        open_document(client, uri, SOURCE)
         with pytest.raises(JsonRpcException, match="no model configured"):
             for _ in range(40):
                 await client.text_document_inline_completion_async(inline_params(uri, CURSOR))

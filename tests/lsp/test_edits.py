@@ -28,13 +28,9 @@ CHANGES_ONLY = EditSupport(document_changes=False, create_files=False, annotatio
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "pkg").mkdir(parents=True)
-    (root / "pkg" / "a.py").write_text("def add(a, b):\n    return a + b\n")
-    (root / "pkg" / "b.py").write_text("from pkg.a import add\n\nprint(add(1, 2))\n")
-    (tmp_path / "secret.txt").write_text("outside\n")
-    return root
+def project(add_project: Path) -> Path:
+    (add_project.parent / "secret.txt").write_text("outside\n")
+    return add_project
 
 
 def files_for(root: Path, open_docs: dict[Path, OpenDocument] | None = None) -> WorkspaceFiles:

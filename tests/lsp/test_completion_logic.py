@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from qcn_lsp.completion_logic import (
     Suggestion,
     TypingRhythm,
+    block_end,
     cut_at_block_end,
     debounce_s,
     inside_word,
     post_process,
+    streamed_text,
     trim_suffix_overlap,
     word_start,
 )
@@ -25,6 +30,28 @@ def test_block_end_stops_multi_line_completions() -> None:
     text = "total = 0\n    for x in xs:\n        total += x\nprint(total)\n"
     assert cut_at_block_end(text, "    ") == "total = 0\n    for x in xs:\n        total += x"
     assert cut_at_block_end("a + b", "    return ") == "a + b"
+
+
+def test_the_block_end_is_known_once_the_closing_line_has_text() -> None:
+    text = "total = 0\n    for x in xs:\n        total += x\nprint(total)\n"
+    assert block_end(text, "    ") == text.index("print")
+    assert block_end("a\n    b\n ", "    ") is None  # a blank line closes nothing yet
+    assert block_end("a\n    b\nc", "    ") == len("a\n    b\n")
+    assert block_end("a + b", "    return ") is None
+
+
+CODE_TEXT = st.text(alphabet="ab)(:= \n\t", max_size=14)
+
+
+@given(
+    text=CODE_TEXT,
+    line_prefix=st.sampled_from(["", "x = ", "    ", "    return ", "\t", "        y("]),
+    suffix=CODE_TEXT,
+)
+def test_streamed_texts_grow_into_the_final_text(text: str, line_prefix: str, suffix: str) -> None:
+    final = post_process(text, line_prefix, suffix)
+    for k in range(len(text) + 1):
+        assert final.startswith(streamed_text(text[:k], line_prefix, suffix))
 
 
 def test_post_process_empties_whitespace() -> None:

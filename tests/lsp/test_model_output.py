@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pygls.workspace import PositionCodec
 
+from context.index import RepoIndex
 from engine.params import GenerationParams
+from qcn_lsp import tool_loop
 from qcn_lsp.edits import (
     EditRejected,
     EditSupport,
@@ -26,12 +27,10 @@ from qcn_lsp.edits import (
     plan_changes,
     to_workspace_edit,
 )
-from qcn_lsp.features import refactor
-from qcn_lsp.features.refactor import ModelRun, Region, apply_region_answer, propose_changes
+from qcn_lsp.region_rewrite import Region, apply_region_answer
+from qcn_lsp.tool_loop import ModelRun, answer_tool, file_prompt, propose_changes
 
-pytest.importorskip(
-    "engine.toolcalls", reason="engine.toolcalls (qwen3_coder parser) not built yet"
-)
+POLY = Path(__file__).resolve().parents[1] / "fixtures" / "repos" / "poly"
 
 
 def tool_call(function: str, **arguments: str) -> str:
@@ -74,53 +73,50 @@ class ScriptedBackend:
 def prompt_is_the_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     # The scripted model reads the conversation itself, not a rendered ChatML prompt.
     monkeypatch.setattr(
-        refactor, "_chat_prompt", lambda _backend, messages: copy.deepcopy(list(messages))
+        tool_loop, "_chat_prompt", lambda _backend, messages: copy.deepcopy(list(messages))
     )
 
 
-@dataclass(frozen=True)
-class Tag:
-    path: str
-    line: int
-    name: str
-
-
-class Graph:
-    """The symbol graph's two queries, for a workspace where `add` is used once."""
-
-    def definitions(self, name: str) -> list[Tag]:
-        return [Tag("pkg/a.py", 0, name)] if name == "add" else []
-
-    def references(self, name: str) -> list[Tag]:
-        return [Tag("pkg/b.py", 2, name)] if name == "add" else []
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "pkg").mkdir(parents=True)
-    (root / "pkg" / "a.py").write_text("def add(a, b):\n    return a + b\n")
-    (root / "pkg" / "b.py").write_text("from pkg.a import add\n\nprint(add(1, 2))\n")
-    return root
-
-
 def run_for(backend: ScriptedBackend) -> ModelRun:
-    return ModelRun(backend, GenerationParams(), "background", key="test")  # type: ignore[arg-type]
+    return ModelRun(backend, GenerationParams(), key="test")  # type: ignore[arg-type]
 
 
-async def converse(project: Path, answers: Sequence[str], max_rounds: int = 4):
+def built_index(root: Path) -> RepoIndex:
+    index = RepoIndex([root])
+    index.build()
+    return index
+
+
+async def converse(root: Path, answers: Sequence[str], max_rounds: int = 4):
     backend = ScriptedBackend(answers)
-    files = WorkspaceFiles([project], lambda path: None)
-    messages = refactor.file_prompt("rename add to plus", "pkg/a.py", "def add(a, b): ...")
+    files = WorkspaceFiles([root], lambda path: None)
+    messages = file_prompt("rename add to plus", "pkg/a.py", "def add(a, b): ...")
+    graph = built_index(root).graph
     changes = await propose_changes(
-        run_for(backend), files, messages, graph=Graph(), max_rounds=max_rounds
+        run_for(backend), files, messages, graph=graph, max_rounds=max_rounds
     )
     return backend, files, changes
 
 
-async def test_read_only_tools_are_answered_then_edits_collected(project: Path) -> None:
+def test_symbol_tools_answer_with_lines_names_and_kinds() -> None:
+    index = built_index(POLY)
+    files = WorkspaceFiles([POLY], lambda path: None)
+
+    def answer(tool: str, name: str) -> str:
+        return answer_tool(tool, {"name": name}, files, index.graph)
+
+    assert answer("find_symbol", "make_user") == "py/app/models.py:13 make_user (function)"
+    assert answer("find_references", "make_user") == (
+        "py/app/service.py:1 make_user (import)\npy/app/service.py:9 make_user (call)"
+    )
+    assert answer("find_symbol", "Registry") == "py/app/service.py:4 Registry (class)"
+    assert answer("find_symbol", "no_such_name") == "(none)"
+    assert answer_tool("find_symbol", {"name": "x"}, files, None).startswith("error: ")
+
+
+async def test_read_only_tools_are_answered_then_edits_collected(add_project: Path) -> None:
     backend, files, changes = await converse(
-        project,
+        add_project,
         [
             tool_call("find_references", name="add") + tool_call("read_file", path="pkg/b.py"),
             tool_call("edit_file", path="pkg/a.py", old_text="def add(", new_text="def plus(")
@@ -132,7 +128,10 @@ async def test_read_only_tools_are_answered_then_edits_collected(project: Path) 
     assert backend.lanes == ["background", "background"]
     second_turn = backend.conversations[1]
     tool_results = second_turn[-1]["content"]
-    assert "<tool_response>\npkg/b.py:3 add\n</tool_response>" in tool_results
+    assert (
+        "<tool_response>\npkg/b.py:1 add (import)\npkg/b.py:3 add (call)\n</tool_response>"
+        in tool_results
+    )
     assert "print(add(1, 2))" in tool_results  # read_file's answer
     assert changes == [
         FileEdit("pkg/a.py", "def add(", "def plus("),
@@ -151,30 +150,30 @@ async def test_read_only_tools_are_answered_then_edits_collected(project: Path) 
     assert edit.change_annotations is not None and len(edit.change_annotations) == 3
 
 
-async def test_rounds_are_bounded(project: Path) -> None:
+async def test_rounds_are_bounded(add_project: Path) -> None:
     endless = [tool_call("read_file", path="pkg/a.py")] * 10
-    backend, _, changes = await converse(project, endless, max_rounds=3)
+    backend, _, changes = await converse(add_project, endless, max_rounds=3)
     assert len(backend.conversations) == 3 and changes == []
 
 
-async def test_malicious_tool_calls_never_become_edits(project: Path) -> None:
-    (project / "escape").symlink_to(project.parent)
+async def test_malicious_tool_calls_never_become_edits(add_project: Path) -> None:
+    (add_project / "escape").symlink_to(add_project.parent)
     answers = [
         tool_call("read_file", path="../../etc/passwd")
         + tool_call("read_file", path="/etc/passwd")
         + tool_call("read_file", path="escape/x"),
         tool_call("edit_file", path="../outside.py", old_text="a", new_text="b"),
     ]
-    backend, files, changes = await converse(project, answers)
+    backend, files, changes = await converse(add_project, answers)
     results = backend.conversations[1][-1]["content"]
     assert results.count("outside the workspace") == 3
     with pytest.raises(EditRejected, match=r"\.\./outside\.py: outside the workspace"):
         plan_changes(files, changes)
 
 
-async def test_wrong_tool_arguments_are_refused(project: Path) -> None:
+async def test_wrong_tool_arguments_are_refused(add_project: Path) -> None:
     with pytest.raises(EditRejected, match="'old_text' missing"):
-        await converse(project, [tool_call("edit_file", path="pkg/a.py", new_text="x")])
+        await converse(add_project, [tool_call("edit_file", path="pkg/a.py", new_text="x")])
 
 
 TEXT = "def f():\n    return 1\n\n\ndef g():\n    return 1\n"

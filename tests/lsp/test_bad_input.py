@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.raw_lsp import RawLspProcess
+from tests.lsp.helpers import RawLspProcess
 
 INVALID_PARAMS = -32602
 METHOD_NOT_FOUND = -32601

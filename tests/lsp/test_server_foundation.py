@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,15 @@ from pathlib import Path
 import pytest
 from lsprotocol import types
 
-from tests.lsp_helpers import effective_settings, lsp_session, server_env
-from tests.raw_lsp import RawLspProcess
+from tests.lsp.helpers import (
+    RawLspProcess,
+    change,
+    effective_settings,
+    lsp_session,
+    open_document,
+    server_env,
+    status,
+)
 
 
 @pytest.mark.parametrize("profile", ["visual_studio_code", "neovim"])
@@ -24,6 +32,10 @@ async def test_initialize_and_shutdown(profile: str) -> None:
         assert not client.messages, client.messages
 
 
+def at(line: int, character: int) -> types.Position:
+    return types.Position(line=line, character=character)
+
+
 async def test_incremental_sync_and_settings_from_all_sources(tmp_path: Path) -> None:
     async with lsp_session(
         initialization_options={"completion": {"maxTokens": 33}},
@@ -33,27 +45,20 @@ async def test_incremental_sync_and_settings_from_all_sources(tmp_path: Path) ->
         await effective_settings(client, completion__maxTokens=33, context__budgetTokens=2048)
 
         uri = (tmp_path / "a.py").as_uri()
-        client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                text_document=types.TextDocumentItem(
-                    uri=uri, language_id="python", version=1, text="def f():\n    return 1\n"
-                )
-            )
-        )
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(
-                        range=types.Range(
-                            start=types.Position(line=1, character=11),
-                            end=types.Position(line=1, character=12),
-                        ),
-                        text="42",
-                    )
-                ],
-            )
-        )
+        open_document(client, uri, "def f():\n    return 1\n")
+        # Replace, insert a line break, replace and delete, with columns in UTF-16 units after
+        # an astral character (2 units, 1 Python character).
+        change(client, uri, 2, at(1, 11), at(1, 12), "42")
+        change(client, uri, 3, at(0, 8), at(0, 8), "\n    x = '\N{SNAKE}'")
+        change(client, uri, 4, at(1, 9), at(1, 11), "\N{SNAKE}\N{SNAKE}")
+        change(client, uri, 5, at(1, 13), at(1, 14), "!")
+        change(client, uri, 6, at(2, 4), at(2, 11), "")
+        expected = "def f():\n    x = '\N{SNAKE}\N{SNAKE}!\n    42\n"
+        document = (await status(client))["documents"][uri]
+        assert document["version"] == 6
+        assert document["chars"] == len(expected)
+        assert document["sha256"] == hashlib.sha256(expected.encode()).hexdigest()
+
         client.set_configuration({"qcn": {"completion": {"temperature": 0.5}}})
         client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
         await effective_settings(client, completion__temperature=0.5, completion__maxTokens=33)

@@ -1,0 +1,60 @@
+"""The editor's workspace as qcn-lsp sees it: folder roots, files for the model, checked edits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+from pygls.workspace import Workspace
+
+from qcn_lsp.edits import (
+    EditPlan,
+    EditSupport,
+    OpenDocument,
+    WorkspaceFiles,
+    check_syntax,
+    to_workspace_edit,
+)
+
+
+def workspace_roots(workspace: Workspace) -> list[Path]:
+    """The workspace folders' local paths; the root URI for clients that send no folders."""
+    uris = [folder.uri for folder in workspace.folders.values()]
+    if not uris and workspace.root_uri:
+        uris = [workspace.root_uri]
+    return [Path(path) for uri in uris if (path := to_fs_path(uri))]
+
+
+def workspace_files(ls: LanguageServer, single_file: Path | None = None) -> WorkspaceFiles:
+    """The workspace folders' files, open documents as the editor has them; with no folder
+    open, `single_file`'s directory."""
+    roots = workspace_roots(ls.workspace)
+    if not roots and single_file is not None:
+        roots = [single_file.parent]
+    open_docs = {
+        Path(path).resolve(): doc
+        for uri, doc in ls.workspace.text_documents.items()
+        if (path := to_fs_path(uri)) is not None
+    }
+
+    def open_document(path: Path) -> OpenDocument | None:
+        doc = open_docs.get(path)
+        return OpenDocument(doc.source, doc.version) if doc else None
+
+    return WorkspaceFiles(roots, open_document)
+
+
+def workspace_edit_for(
+    ls: LanguageServer, files: WorkspaceFiles, plan: EditPlan, label: str
+) -> types.WorkspaceEdit:
+    """The plan as a WorkspaceEdit in the client's shape, refused if it breaks the syntax."""
+    check_syntax(plan, files)
+    return to_workspace_edit(
+        files,
+        plan,
+        support=EditSupport.of(ls.client_capabilities),
+        label=label,
+        codec=ls.workspace.position_codec,
+    )
