@@ -14,23 +14,22 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
-from lsprotocol.converters import get_converter
-from pygls.workspace import PositionCodec
 
-from qcn_lsp.edits import (
-    EditSupport,
-    FileEdit,
-    OpenDocument,
-    WorkspaceFiles,
-    plan_changes,
-    to_workspace_edit,
+from qcn_lsp.edits import EditSupport, OpenDocument
+from tests.editors.tools import (
+    EDITORS_DIR,
+    SOURCE,
+    SOURCE_EDITED,
+    USE_EDITED,
+    editor,
+    make_project,
+    run_editor,
+    sample_edit,
+    server_command,
 )
-from tests.editors.tools import EDITORS_DIR, editor, run_editor, server_command
 from tests.lsp_helpers import REPO_ROOT, server_env
 
 DRIVERS = EDITORS_DIR / "emacs"
-SOURCE = 'label = "😀 sum"\ndef add(a, b):\n    return a +\n'
-USE = "from calc import add\nprint(add(1, 2))\n"
 # (1-based line, column) where completion-at-point is asked; the first one cold.
 SPOTS = [[3, 14], [2, 14], [1, 15], [3, 4]]
 FAST = {"completion": {"maxTokens": 24}, "edits": {"maxTokens": 32}}
@@ -64,14 +63,6 @@ def emacs() -> str:
     return program
 
 
-def make_project(root: Path) -> Path:
-    root.mkdir()
-    (root / ".git").mkdir()  # project.el's root marker
-    (root / "calc.py").write_text(SOURCE)
-    (root / "use.py").write_text(USE)
-    return root
-
-
 def run_driver(
     emacs: str, driver: str, home: Path, out: Path, timeout: float, **env: str
 ) -> dict[str, Any]:
@@ -103,33 +94,17 @@ def test_eglot_applies_the_servers_edit_shape(emacs: str, tmp_path: Path) -> Non
         # eglot numbers a buffer's versions from 0 when it opens it.
         return OpenDocument(SOURCE, 0) if path == calc.resolve() else None
 
-    files = WorkspaceFiles([project], open_document)
-    plan = plan_changes(
-        files,
-        [
-            FileEdit("calc.py", "return a +", "return a + b"),
-            FileEdit("calc.py", "😀 sum", "😀 total"),
-            FileEdit("use.py", "add(1, 2)", "add(2, 3)"),
-        ],
-    )
-    edit = to_workspace_edit(
-        files,
-        plan,
-        support=EGLOT_SUPPORT,
-        label="test",
-        codec=PositionCodec(types.PositionEncodingKind.Utf16),
-    )
     report = run_driver(
         emacs,
         "apply_edit.el",
         tmp_path / "home",
         tmp_path / "report.json",
         60,
-        QCN_TEST_EDIT=json.dumps(get_converter().unstructure(edit)),
+        QCN_TEST_EDIT=sample_edit(project, EGLOT_SUPPORT, open_document),
         QCN_TEST_FILES=json.dumps([str(calc), str(use)]),
     )
-    assert report["files"][str(calc)] == 'label = "😀 total"\ndef add(a, b):\n    return a + b\n'
-    assert report["files"][str(use)] == "from calc import add\nprint(add(2, 3))\n"
+    assert report["files"][str(calc)] == SOURCE_EDITED
+    assert report["files"][str(use)] == USE_EDITED
 
 
 @pytest.fixture(scope="module")

@@ -13,25 +13,26 @@ from typing import Any
 
 import pytest
 from lsprotocol import types
-from lsprotocol.converters import get_converter
-from pygls.workspace import PositionCodec
 
-from qcn_lsp.edits import (
-    EditSupport,
-    FileEdit,
-    WorkspaceFiles,
-    plan_changes,
-    syntax_error_count,
-    to_workspace_edit,
+from qcn_lsp.edits import EditSupport, syntax_error_count
+from tests.editors.tools import (
+    EDITORS_DIR,
+    SERVER,
+    SOURCE,
+    SOURCE_EDITED,
+    USE_EDITED,
+    editor,
+    make_project,
+    run_editor,
+    sample_edit,
+    server_command,
 )
-from tests.editors.tools import EDITORS_DIR, SERVER, editor, run_editor, server_command
 from tests.lsp_helpers import server_env
 
 DRIVERS = EDITORS_DIR / "nvim"
 INIT = "editors/neovim/init.lua"
 NVIM_LOG_WARN = 3  # vim.log.levels
 NVIM_LOG_ERROR = 4
-SOURCE = 'label = "😀 sum"\ndef add(a, b):\n    return a +\n'
 GHOST_SOURCE = """import math
 
 
@@ -79,11 +80,7 @@ def nvim() -> str:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / ".git").mkdir()  # the root marker editors/neovim looks for
-    (root / "calc.py").write_text(SOURCE)
-    (root / "use.py").write_text("from calc import add\nprint(add(1, 2))\n")
+    root = make_project(tmp_path / "project")
     (root / "shapes.py").write_text(GHOST_SOURCE)
     return root
 
@@ -119,37 +116,17 @@ def explicit_server(model: Path | None) -> dict[str, str]:
 
 def test_neovim_applies_the_servers_edit_shape(nvim: str, project: Path, tmp_path: Path) -> None:
     """Edits built for a client without documentChanges, applied by Neovim's own LSP code."""
-    files = WorkspaceFiles([project], lambda path: None)
-    plan = plan_changes(
-        files,
-        [
-            FileEdit("calc.py", "return a +", "return a + b"),
-            FileEdit("calc.py", "😀 sum", "😀 total"),
-            FileEdit("use.py", "add(1, 2)", "add(2, 3)"),
-        ],
-    )
-    edit = to_workspace_edit(
-        files,
-        plan,
-        support=NEOVIM_SUPPORT,
-        label="test",
-        codec=PositionCodec(types.PositionEncodingKind.Utf16),
-    )
     out = tmp_path / "report.json"
     paths = [str(project / "calc.py"), str(project / "use.py")]
     env = nvim_env(
         tmp_path,
         out,
-        QCN_TEST_EDIT=json.dumps(get_converter().unstructure(edit)),
+        QCN_TEST_EDIT=sample_edit(project, NEOVIM_SUPPORT),
         QCN_TEST_FILES=json.dumps(paths),
     )
     report = run_driver(nvim, "apply_edit.lua", env, out, 60, init="NONE")
-    assert report["files"][paths[0]] == [
-        'label = "😀 total"',
-        "def add(a, b):",
-        "    return a + b",
-    ]
-    assert report["files"][paths[1]] == ["from calc import add", "print(add(2, 3))"]
+    assert report["files"][paths[0]] == SOURCE_EDITED.splitlines()
+    assert report["files"][paths[1]] == USE_EDITED.splitlines()
 
 
 def test_neovim_lists_and_resolves_code_actions_without_a_model(

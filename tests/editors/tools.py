@@ -7,11 +7,23 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types
+from lsprotocol.converters import get_converter
+from pygls.workspace import PositionCodec
 
+from qcn_lsp.edits import (
+    EditSupport,
+    FileEdit,
+    OpenDocument,
+    WorkspaceFiles,
+    plan_changes,
+    to_workspace_edit,
+)
 from tests.lsp_helpers import REPO_ROOT
 
 EDITORS_DIR = Path(__file__).resolve().parent
@@ -20,6 +32,11 @@ SETUP_SCRIPT = "editors/scripts/setup-test-editors.sh"
 REQUIRE_ENV = "QCN_REQUIRE_EDITORS"
 # The server command the editors run: this checkout's entry point, as after `make`.
 SERVER = REPO_ROOT / ".venv" / "bin" / "qcn-lsp"
+# The small project the editor tests open: an emoji before edited text tests UTF-16 columns.
+SOURCE = 'label = "😀 sum"\ndef add(a, b):\n    return a +\n'
+USE = "from calc import add\nprint(add(1, 2))\n"
+SOURCE_EDITED = 'label = "😀 total"\ndef add(a, b):\n    return a + b\n'
+USE_EDITED = "from calc import add\nprint(add(2, 3))\n"
 
 
 def editor(program: str) -> str:
@@ -60,3 +77,38 @@ def run_editor(
     report = json.loads(out.read_text())
     assert "error" not in report, f"{report['error']}\n{output[-3000:]}"
     return report, seconds, output
+
+
+def make_project(root: Path) -> Path:
+    """calc.py (SOURCE) and use.py (USE) under a `.git` root, the marker editors look for."""
+    root.mkdir()
+    (root / ".git").mkdir()
+    (root / "calc.py").write_text(SOURCE)
+    (root / "use.py").write_text(USE)
+    return root
+
+
+def sample_edit(
+    project: Path,
+    support: EditSupport,
+    open_document: Callable[[Path], OpenDocument | None] = lambda path: None,
+) -> str:
+    """JSON of the WorkspaceEdit the server builds for a client with `support` from edits
+    turning SOURCE into SOURCE_EDITED (calc.py) and USE into USE_EDITED (use.py)."""
+    files = WorkspaceFiles([project], open_document)
+    plan = plan_changes(
+        files,
+        [
+            FileEdit("calc.py", "return a +", "return a + b"),
+            FileEdit("calc.py", "😀 sum", "😀 total"),
+            FileEdit("use.py", "add(1, 2)", "add(2, 3)"),
+        ],
+    )
+    edit = to_workspace_edit(
+        files,
+        plan,
+        support=support,
+        label="test",
+        codec=PositionCodec(types.PositionEncodingKind.Utf16),
+    )
+    return json.dumps(get_converter().unstructure(edit))
