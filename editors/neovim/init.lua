@@ -4,13 +4,15 @@
 local here = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h")
 vim.opt.runtimepath:prepend(here)
 vim.opt.swapfile = false
+vim.opt.statusline = "%f %m%=%{v:lua.require'qcn_lsp'.statusline()} %l:%c"
 
-local cmd = { "qcn-lsp" }
-if vim.env.QCN_LSP_CMD then
-  cmd = vim.fn.json_decode(vim.env.QCN_LSP_CMD)
+local function json_env(name)
+  local value = vim.env[name]
+  return value and value ~= "" and vim.fn.json_decode(value) or nil
 end
-local settings = {}
-if vim.env.QCN_SETTINGS then
-  settings = vim.fn.json_decode(vim.env.QCN_SETTINGS)
-end
-require("qcn_lsp").setup({ cmd = cmd, model = vim.env.QCN_MODEL, settings = settings })
+
+require("qcn_lsp").setup({
+  cmd = json_env("QCN_LSP_CMD"),
+  model = vim.env.QCN_MODEL,
+  settings = json_env("QCN_SETTINGS") or {},
+})
