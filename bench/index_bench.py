@@ -26,10 +26,19 @@ from pathlib import Path
 
 import tree_sitter
 
-from context.assemble import ContextAssembler, estimate_tokens, render_repo_context
+from context.assemble import ContextAssembler, RepoContext
+from context.cost import RenderedCost, estimate_tokens
 from context.index import RepoIndex
 from context.languages import grammar, language_for_path
 from context.scan import WorkspaceScanner
+from engine.formats import FILE_SEP, repo_context_text, repo_file_text, repo_header_text
+
+# The estimate over the entries as the engine renders them, as the CLI counts.
+QWEN_ESTIMATE = RenderedCost(estimate_tokens, repo_header_text, repo_file_text)
+
+
+def render(context: RepoContext) -> str:
+    return repo_context_text(context.repo_name, [(f.path, f.content) for f in context.files])
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -137,27 +146,24 @@ def call_sites(index: RepoIndex, count: int, seed: int) -> list[tuple[str, int, 
 def nearby_files_context(index: RepoIndex, path: str, budget: int) -> str:
     """Baseline: whole files of the same folder, by name, as long as they fit."""
     folder = path.rsplit("/", 1)[0] if "/" in path else ""
-    rendered = f"<|repo_name|>{index.repo_name}\n"
-    used = estimate_tokens(rendered)
+    files: list[tuple[str, str]] = []
+    used = QWEN_ESTIMATE.header(index.repo_name)
     for other in sorted(index.graph.files):
         if other == path or (other.rsplit("/", 1)[0] if "/" in other else "") != folder:
             continue
-        chunk = f"<|file_sep|>{other}\n{index.read_text(other)}\n"
-        cost = estimate_tokens(chunk)
+        content = (index.read_text(other) or "").rstrip("\n")
+        cost = QWEN_ESTIMATE.file(other, content)
         if used + cost <= budget:
-            rendered += chunk
+            files.append((other, content))
             used += cost
-    return rendered
+    return repo_context_text(index.repo_name, files)
 
 
 def defined_in(rendered: str, index: RepoIndex, name: str, path: str) -> bool:
     for location in index.graph.definitions(name):
         if location.path == path:
             continue
-        if (
-            f"<|file_sep|>{location.path}\n" in rendered
-            and location.definition.signature in rendered
-        ):
+        if f"{FILE_SEP}{location.path}\n" in rendered and location.definition.signature in rendered:
             return True
     return False
 
@@ -168,11 +174,11 @@ def relevance(index: RepoIndex, repo: Path, sites: list, budget: int) -> tuple[f
     texts: dict[str, str] = {}
     for path, line, col, name in sites:
         text = texts.setdefault(path, (repo / path).read_text(errors="replace"))
-        assembler = ContextAssembler(index)
+        assembler = ContextAssembler(index, QWEN_ESTIMATE)
         started = time.perf_counter()
         context = assembler.assemble(str(repo / path), text, line, col, budget)
         timings.append((time.perf_counter() - started) * 1000)
-        hits += defined_in(render_repo_context(context), index, name, path)
+        hits += defined_in(render(context), index, name, path)
         baseline_hits += defined_in(nearby_files_context(index, path, budget), index, name, path)
     return hits / len(sites), baseline_hits / len(sites), timings
 
@@ -198,7 +204,7 @@ def stability(
         name: _offset_at_line_end(text, len(text.split("\n")) // 3) for name, text in texts.items()
     }
     rng = random.Random(7)
-    assembler = ContextAssembler(index)
+    assembler = ContextAssembler(index, QWEN_ESTIMATE)
     words = ["result", " = ", "self", ".", "compute", "(", "value", ")", "\n        "]
     previous: str | None = None
     unchanged = saves = switches = 0
@@ -240,7 +246,7 @@ def stability(
                 event = "save" if event == "typing" else event
             line = text.count("\n", 0, offset)
             col = offset - (text.rfind("\n", 0, offset) + 1)
-            prefix = render_repo_context(assembler.assemble(path, text, line, col, budget))
+            prefix = render(assembler.assemble(path, text, line, col, budget))
             if previous is not None:
                 if prefix == previous:
                     unchanged += 1
