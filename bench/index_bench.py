@@ -189,6 +189,23 @@ def _offset_at_line_end(text: str, row: int) -> int:
     return sum(len(line) + 1 for line in lines[:row]) + len(lines[row])
 
 
+def _timed_assembly(
+    assembler: ContextAssembler,
+    path: str,
+    text: str,
+    offset: int,
+    budget: int,
+    timings: list[float],
+) -> str:
+    """The rendered context for a cursor at ``offset``; the assembly's time goes to ``timings``."""
+    line = text.count("\n", 0, offset)
+    col = offset - (text.rfind("\n", 0, offset) + 1)
+    started = time.perf_counter()
+    context = assembler.assemble(path, text, line, col, budget)
+    timings.append((time.perf_counter() - started) * 1000)
+    return render(context)
+
+
 def stability(
     index: RepoIndex, repo: Path, edit_file: str, other_file: str, budget: int, keystrokes: int
 ) -> dict:
@@ -209,6 +226,7 @@ def stability(
     previous: str | None = None
     unchanged = saves = switches = 0
     changed_by: dict[str, int] = {"switch": 0, "save": 0, "typing": 0}
+    timings: list[float] = []
     for name, text in texts.items():
         index.update_document(str(repo / name), text)
     focus = edit_file
@@ -244,9 +262,7 @@ def stability(
                 index.save_document(path)
                 saves += 1
                 event = "save" if event == "typing" else event
-            line = text.count("\n", 0, offset)
-            col = offset - (text.rfind("\n", 0, offset) + 1)
-            prefix = render(assembler.assemble(path, text, line, col, budget))
+            prefix = _timed_assembly(assembler, path, text, offset, budget, timings)
             if previous is not None:
                 if prefix == previous:
                     unchanged += 1
@@ -263,6 +279,52 @@ def stability(
         "focus_switches": switches,
         "changed_on": changed_by,
         "reranks": assembler.reranks,
+        "assemble_p50_ms": round(statistics.median(timings), 2),
+        "assemble_p95_ms": round(percentile(timings, 0.95), 2),
+    }
+
+
+def two_spots(index: RepoIndex, repo: Path, edit_file: str, budget: int, keystrokes: int) -> dict:
+    """Alternating one character at a time between two spots 60 lines apart in one file, a new
+    line typed at each, over one shared assembler; stable as in ``stability``. Also: the share
+    of stable keystrokes after the first 50, and the time of an assembly per keystroke (the
+    hysteresis check, or a re-rank)."""
+    path = str(repo / edit_file)
+    text = (repo / edit_file).read_text()
+    lines = text.split("\n")
+    offsets: list[int] = []
+    for row in (len(lines) // 3, len(lines) // 3 + 60):
+        offset = _offset_at_line_end(text, row + len(offsets))
+        indent = lines[row][: len(lines[row]) - len(lines[row].lstrip())]
+        text = text[:offset] + "\n" + indent + text[offset:]
+        offsets = [o if o < offset else o + 1 + len(indent) for o in offsets]
+        offsets.append(offset + 1 + len(indent))
+    index.update_document(path, text)
+    assembler = ContextAssembler(index, QWEN_ESTIMATE)
+    typed = "result = self.compute(value, other=None)  " * (keystrokes // 40 + 2)
+    previous: str | None = None
+    unchanged = unchanged_late = 0
+    timings: list[float] = []
+    for keystroke in range(keystrokes):
+        spot = keystroke % 2
+        offset = offsets[spot]
+        text = text[:offset] + typed[keystroke // 2] + text[offset:]
+        offsets = [o + 1 if o >= offset and i != spot else o for i, o in enumerate(offsets)]
+        offsets[spot] += 1
+        index.update_document(path, text)
+        prefix = _timed_assembly(assembler, path, text, offsets[spot], budget, timings)
+        if previous is not None and prefix == previous:
+            unchanged += 1
+            unchanged_late += keystroke >= 50
+        previous = prefix
+    index.close_document(path)
+    return {
+        "keystrokes": keystrokes,
+        "unchanged_fraction": round(unchanged / (keystrokes - 1), 4),
+        "unchanged_after_50": round(unchanged_late / (keystrokes - 50), 4),
+        "reranks": assembler.reranks,
+        "assemble_p50_ms": round(statistics.median(timings), 2),
+        "assemble_p95_ms": round(percentile(timings, 0.95), 2),
     }
 
 
@@ -307,6 +369,9 @@ def main() -> None:
     for budget in (4096, 16384):
         result = stability(index, repo, args.edit_file, args.other_file, budget, args.keystrokes)
         print(f"stability at budget {budget}: {json.dumps(result)}")
+    for budget in (4096, 16384):
+        result = two_spots(index, repo, args.edit_file, budget, args.keystrokes)
+        print(f"two spots at budget {budget}: {json.dumps(result)}")
     print(
         f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )

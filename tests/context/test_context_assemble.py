@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from context.assemble import ContextAssembler, RepoContext, identifiers_near
+from context.assemble import ContextAssembler, RepoContext
 from context.cli import run_index
 from context.cost import CharacterCost, ContextCost, RenderedCost
 from context.graph import FileEdges
 from context.index import RepoIndex
 from context.rank import personalized_pagerank
+from context.spots import identifiers_near
 from qcn_lsp.cli import main as qcn_lsp_main
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "repos" / "poly"
@@ -175,16 +176,6 @@ def test_repo_context_stable_while_typing(index: RepoIndex, workspace: Path) -> 
     moved = assembler.assemble(str(other), other.read_text(), 11, 20, 500)
     assert moved.epoch == first.epoch + 1
     assert "go/geom/geom.go" in {item.path for item in moved.files}
-
-
-def test_large_edit_triggers_rerank(index: RepoIndex, workspace: Path) -> None:
-    path = workspace / "py" / "app" / "service.py"
-    text = path.read_text()
-    assembler = ContextAssembler(index, large_edit_chars=100)
-    assembler.assemble(str(path), text, 8, 10, 500)
-    pasted = text + "\n" + "# pasted\n" * 30
-    assembler.assemble(str(path), pasted, 8, 10, 500)
-    assert assembler.reranks == 2
 
 
 def test_cli_index_and_context(
