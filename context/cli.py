@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from context.assemble import ContextAssembler, render_repo_context
+from context.assemble import ContextAssembler, RepoContext
+from context.cost import ContextCost
 from context.index import IndexStats, RepoIndex
 
 
@@ -86,8 +87,16 @@ def _workspace_root(file: Path) -> Path:
     return file.resolve().parent
 
 
-def run_context(spec: str, budget: int, out: TextIO = sys.stdout) -> int:
-    """Print the repo context assembled for a cursor, then its statistics on stderr."""
+def run_context(
+    spec: str,
+    budget: int,
+    *,
+    render: Callable[[RepoContext], str],
+    cost: ContextCost,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print the repo context assembled for a cursor as ``render`` lays it out in a prompt
+    (``cost`` counting that layout), then its statistics on stderr."""
     try:
         file, line, col = parse_spec(spec)
         text = file.read_text(encoding="utf-8", errors="replace")
@@ -96,14 +105,13 @@ def run_context(spec: str, budget: int, out: TextIO = sys.stdout) -> int:
         return 2
     index, stats = _build(_workspace_root(file), sys.stderr)
     try:
-        assembler = ContextAssembler(index)
+        assembler = ContextAssembler(index, cost)
         started = time.perf_counter()
         context = assembler.assemble(str(file.resolve()), text, line, col, budget)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        rendered = render_repo_context(context)
-        out.write(rendered)
+        out.write(render(context))
         sys.stderr.write(
-            f"{len(context.files)} files, ~{assembler.count_tokens(rendered)} tokens "
+            f"{len(context.files)} files, {context.tokens} tokens "
             f"(budget {budget}), assembled in {elapsed_ms:.1f} ms\n"
         )
         _print_stats(stats, sys.stderr)

@@ -120,8 +120,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_index(args.path, out=sys.stdout)
     if args.command == "context":
         from context.cli import run_context
+        from context.cost import RenderedCost, estimate_tokens
+        from engine.formats import repo_context_text, repo_file_text, repo_header_text
 
-        return run_context(args.spec, args.budget, out=sys.stdout)
+        # Estimated tokens of the entries exactly as the engine renders them.
+        cost = RenderedCost(estimate_tokens, repo_header_text, repo_file_text)
+        return run_context(
+            args.spec,
+            args.budget,
+            render=lambda context: repo_context_text(
+                context.repo_name, [(item.path, item.content) for item in context.files]
+            ),
+            cost=cost,
+            out=sys.stdout,
+        )
 
     from qcn_lsp.app import create_server
 
