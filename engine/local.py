@@ -33,6 +33,7 @@ from engine.segments import Prompt
 from engine.tokens import TokenMemo
 
 NOT_STARTED = "the engine is not started: call `await engine.start()` first"
+SHUTTING_DOWN = "the engine is shutting down"
 
 
 class LocalEngine:
@@ -46,7 +47,10 @@ class LocalEngine:
         self._interactive: LaneRunner | None = None
         self._background: LaneRunner | None = None
         self._by_key: dict[str, LocalGeneration] = {}
+        # Every generation queued or running, keyed or not: close() cancels them all.
+        self._live: set[LocalGeneration] = set()
         self._keys_lock = threading.Lock()
+        self._closing = False
         self._interactive_pending = 0
         self._interactive_idle = threading.Event()
         self._interactive_idle.set()
@@ -116,12 +120,16 @@ class LocalEngine:
             raise ValueError(f"unknown lane {lane!r}")
         runner = self._runner(lane)
         gen = LocalGeneration(asyncio.get_running_loop(), lane)
-        if key is not None:
-            with self._keys_lock:
+        previous = None
+        with self._keys_lock:
+            if self._closing:
+                raise EngineError(SHUTTING_DOWN)
+            self._live.add(gen)
+            if key is not None:
                 previous = self._by_key.get(key)
                 self._by_key[key] = gen
-            if previous is not None:
-                previous.cancel()
+        if previous is not None:
+            previous.cancel()
         if lane == "interactive":
             with self._pending_lock:
                 self._interactive_pending += 1
@@ -145,10 +153,10 @@ class LocalEngine:
                     self._interactive_pending -= 1
                     if self._interactive_pending == 0:
                         self._interactive_idle.set()
-            if key is not None:
-                with self._keys_lock:
-                    if self._by_key.get(key) is gen:
-                        del self._by_key[key]
+            with self._keys_lock:
+                self._live.discard(gen)
+                if key is not None and self._by_key.get(key) is gen:
+                    del self._by_key[key]
 
     def count_tokens(self, text: str) -> int:
         if self._model is None:
@@ -177,14 +185,20 @@ class LocalEngine:
             self._store.flush()
 
     async def close(self) -> None:
+        """Cancel every queued and running generation (each stops within one micro-batch or
+        token), persist each lane's resume point, free the contexts and the model."""
         with self._keys_lock:
-            running = list(self._by_key.values())
+            self._closing = True
+            running = list(self._live)
         for gen in running:
             gen.cancel()
-        for runner in (self._interactive, self._background):
-            if runner is not None:
-                await asyncio.wrap_future(runner.executor.submit(runner.close))
-                runner.executor.shutdown(wait=True)
+        runners = [r for r in (self._interactive, self._background) if r is not None]
+        # Both lanes stop and persist at once, each on its own worker thread.
+        await asyncio.gather(
+            *(asyncio.wrap_future(runner.executor.submit(runner.close)) for runner in runners)
+        )
+        for runner in runners:
+            runner.executor.shutdown(wait=True)
         self._interactive = self._background = None
         if self._store is not None:
             self._store.close()

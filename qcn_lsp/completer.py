@@ -19,6 +19,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from engine.backend import Backend, Generation
+from engine.errors import EngineError
 from engine.formats import FIM_STOPS, LOCAL_WINDOW_CHARS, clip_suffix, fim_prompt
 from engine.params import GenerationParams
 from engine.report import RequestReport
@@ -195,12 +196,16 @@ class Completer:
             stop=tuple(FIM_STOPS),
         )
         prompt = self._prompt(cursor, backend, params.max_tokens)
+        # The same key cancels this document's previous generation inside the engine.
+        try:
+            generation = backend.stream(prompt, params, key=cursor.uri)
+        except EngineError as exc:
+            self.services.check_serving()
+            raise RequestFailed(f"qcn-lsp: {exc}") from exc
         suggestion = logic.Suggestion(cursor.prefix, cursor.suffix)
         self._suggestions[cursor.uri] = suggestion
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[cursor.uri] = finished
-        # The same key cancels this document's previous generation inside the engine.
-        generation = backend.stream(prompt, params, key=cursor.uri)
         stream = self._streams_progress()
         started = time.perf_counter()
         raw = ""
@@ -220,9 +225,15 @@ class Completer:
                     generation.cancel()
                     await _stopped(generation)
                     break
-        except BaseException:
-            # $/cancelRequest (pygls cancels this task) or an engine error: stop the model too.
+        except EngineError as exc:
             generation.cancel()
+            self.services.check_serving()
+            raise RequestFailed(f"qcn-lsp: {exc}") from exc
+        except BaseException:
+            # $/cancelRequest (pygls cancels this task), or shutdown cancelled the generation:
+            # stop the model too; during shutdown the answer says so.
+            generation.cancel()
+            self.services.check_serving()
             raise
         finally:
             if self._running.get(cursor.uri) is finished:

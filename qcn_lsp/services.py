@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SHUTTING_DOWN = "server shutting down"
+
 
 def _backend_inputs(settings: Settings) -> tuple[object, ...]:
     """The sections the backend is built from: a change in any of them reloads it."""
@@ -62,6 +64,10 @@ class Services:
         self.last_report: RequestReport | None = None
         self.started = False
         self._started_event = asyncio.Event()
+        # Set once by begin_shutdown(): requests waiting for a service are answered at once.
+        self.shutting_down = False
+        self._shutdown_event = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -83,13 +89,35 @@ class Services:
         if _index_inputs(current) != _index_inputs(previous):
             self._reload_index()
 
-    async def close(self) -> None:
+    def begin_shutdown(self) -> None:
+        """Stop serving: loads and builds are cancelled, waiting requests answered "server
+        shutting down", and the backend closed in the background (its generations cancelled
+        at the next micro-batch or token, its resume point persisted); see `closed`."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self._shutdown_event.set()
         for task in (self._backend_task, self._index_task):
             if task is not None:
                 task.cancel()
+        self._closing = self._spawn(self._close_backend())
+
+    async def _close_backend(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
             await backend.close()
+
+    async def closed(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the shutdown's backend close; True once it is done."""
+        if self._closing is None:
+            return True
+        done, _ = await asyncio.wait({self._closing}, timeout=timeout)
+        return bool(done)
+
+    def check_serving(self) -> None:
+        """RequestFailed once shutdown has begun: no new model or index work starts."""
+        if self.shutting_down:
+            raise RequestFailed(f"qcn-lsp: {SHUTTING_DOWN}")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -172,6 +200,8 @@ class Services:
         )
 
     def backend_status(self) -> str:
+        if self.shutting_down:
+            return SHUTTING_DOWN
         if self._backend is not None:
             return "ready"
         if self._backend_error is not None:
@@ -188,6 +218,7 @@ class Services:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._started_event.wait(), timeout)
         while True:
+            self.check_serving()
             if self._backend is not None:
                 return self._backend
             task = self._backend_task
@@ -195,9 +226,18 @@ class Services:
             if self._backend_error is not None or task is None or remaining <= 0:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
             # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
-            await asyncio.wait({task}, timeout=remaining)
+            await self._wait_for(task, remaining)
+            self.check_serving()
             if task.done() and task is self._backend_task and self._backend is None:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
+
+    async def _wait_for(self, task: asyncio.Task[None], timeout: float) -> None:
+        """Until `task` is done, shutdown begins, or `timeout` s have passed."""
+        shutdown = asyncio.ensure_future(self._shutdown_event.wait())
+        try:
+            await asyncio.wait({task, shutdown}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            shutdown.cancel()
 
     # -- index --------------------------------------------------------------------------------
 
@@ -265,7 +305,8 @@ class Services:
         task = self._index_task
         if self._index is None and self._index_error is None and task is not None:
             # `wait` rather than awaiting the task: a cancelled request must not cancel the build.
-            await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+            await self._wait_for(task, max(0.0, deadline - time.monotonic()))
+        self.check_serving()
         return self._index
 
     async def index_ready(self, timeout: float) -> RepoIndex:

@@ -1,5 +1,5 @@
-"""`qcn.status`: engine, cache, index, settings and open documents; and closing the services
-on shutdown."""
+"""`qcn.status`: engine, cache, index, settings and open documents; and the stop sequence
+(`shutdown`, `exit`, the editor's process gone: qcn_lsp.lifecycle)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ STATUS_COMMAND = "qcn.status"
 def register(server: QcnServer) -> None:
     @server.feature(types.SHUTDOWN)
     async def on_shutdown(ls: QcnServer, params: None) -> None:
-        await ls.services.close()
+        await ls.lifecycle.shutdown()
+
+    @server.feature(types.EXIT)
+    async def on_exit(ls: QcnServer, params: None) -> None:
+        await ls.lifecycle.finish("exit notification")
+
+    server.on_initialized(lambda ls: ls.lifecycle.watch_parent(ls.process_id))
 
     @server.command(STATUS_COMMAND)
     def status(ls: QcnServer, *args: Any) -> dict[str, Any]:

@@ -198,15 +198,17 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None, log_file: Path | None = None) -> None:
+        log = ["--log-level", "INFO", "--log-file", str(log_file)] if log_file else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcn_lsp", "--log-level", "WARNING"],
+            [sys.executable, "-m", "qcn_lsp", "--log-level", "WARNING", *log],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=server_env(),
+            env=server_env(**(env or {})),
         )
         self._next_id = 0
+        self.responses: dict[Any, dict[str, Any]] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps({"jsonrpc": "2.0", **message}).encode()
@@ -225,12 +227,21 @@ class RawLspProcess:
 
     def request(self, method: str, params: Any) -> dict[str, Any]:
         """Send a request and return its response, skipping notifications and server requests."""
+        return self.response(self.send_request(method, params))
+
+    def send_request(self, method: str, params: Any) -> int:
+        """Send a request without waiting; returns its id."""
         self._next_id += 1
         self.send({"id": self._next_id, "method": method, "params": params})
-        while True:
+        return self._next_id
+
+    def response(self, request_id: int) -> dict[str, Any]:
+        """The response to `request_id`; responses to other requests read meanwhile are kept."""
+        while request_id not in self.responses:
             message = self.read()
-            if message.get("id") == self._next_id and "method" not in message:
-                return message
+            if "id" in message and "method" not in message:
+                self.responses[message["id"]] = message
+        return self.responses.pop(request_id)
 
     def initialize(self) -> dict[str, Any]:
         response = self.request(
