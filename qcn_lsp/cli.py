@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qcn_lsp.app import create_server
 
     server = create_server()
+    server.audit.install()
     if args.tcp:
         server.start_tcp(*args.tcp)
     else:

@@ -20,6 +20,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from qcn_lsp import __version__
+from qcn_lsp.audit import ProcessAudit
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.lifecycle import Lifecycle
 from qcn_lsp.services import SHUTTING_DOWN, Services
@@ -139,6 +140,8 @@ class QcnServer(LanguageServer):
         # (features/configuration.py), reloaded when settings that concern them change.
         self.services = Services(self)
         self.lifecycle = Lifecycle(self)
+        # Installed by the `qcn-lsp` command only (a hook lasts as long as its process).
+        self.audit = ProcessAudit()
 
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve over stdio; when the client closes stdin without `exit`, stop as `exit`

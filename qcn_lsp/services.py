@@ -242,6 +242,10 @@ class Services:
     # -- index --------------------------------------------------------------------------------
 
     def _reload_index(self) -> None:
+        # The workspace the process must never write to, as of this (re)build.
+        self.server.audit.protect(
+            workspace_roots(self.server.workspace), [Path(self.server.settings.cache.dir)]
+        )
         if self._index_task is not None:
             self._index_task.cancel()
         self._index_error = None

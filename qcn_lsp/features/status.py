@@ -28,8 +28,9 @@ def register(server: QcnServer) -> None:
     @server.command(STATUS_COMMAND)
     def status(ls: QcnServer, *args: Any) -> dict[str, Any]:
         """Engine (model, arch, hybrid, checkpoints, bytes, last request), index, settings, and
-        the version and text digest of each open document (is the editor's text the server's?)."""
-        return {**ls.services.status(), "documents": _documents(ls)}
+        the version and text digest of each open document (is the editor's text the server's?),
+        and the process audit (workspace writes refused, network use)."""
+        return {**ls.services.status(), "documents": _documents(ls), "audit": ls.audit.report()}
 
 
 def _documents(ls: QcnServer) -> dict[str, dict[str, Any]]:

@@ -96,6 +96,8 @@ def sample_edit(
     """JSON of the WorkspaceEdit the server builds for a client with `support` from edits
     turning SOURCE into SOURCE_EDITED (calc.py) and USE into USE_EDITED (use.py)."""
     files = WorkspaceFiles([project], open_document)
+    for shown in ("calc.py", "use.py"):
+        files.read(shown)
     plan = plan_changes(
         files,
         [
