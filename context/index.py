@@ -53,6 +53,8 @@ class IndexStats:
 class _OpenDocument:
     source: bytes
     tree: tree_sitter.Tree | None
+    # False after an incremental parse that met syntax errors: see verify_document.
+    exact: bool = True
 
 
 def content_hash(data: bytes) -> str:
@@ -233,6 +235,7 @@ class RepoIndex:
         with self._write_lock:
             document = self._open.get(key)
             tree: tree_sitter.Tree | None = None
+            exact = True
             if language is None or len(source) > self.max_file_bytes:
                 tags = plain_tags(source)
             elif document is not None and document.tree is not None:
@@ -244,10 +247,11 @@ class RepoIndex:
                     self.graph.files.get(key),
                     source,
                 )
+                exact = not tree.root_node.has_error
             else:
                 tags, tree = self._compute_tags(language, source)
             with self._lock:
-                self._open[key] = _OpenDocument(source, tree)
+                self._open[key] = _OpenDocument(source, tree, exact)
                 self._open.move_to_end(key)
                 # The graph now holds the buffer, not the disk file: closing it must re-read
                 # the disk even when the file there did not change.
@@ -266,10 +270,34 @@ class RepoIndex:
                     del self.recently_edited[:-_RECENT_EDITS]
             return tags
 
+    def needs_verify(self, path: str | os.PathLike[str]) -> bool:
+        document = self._open.get(self.key(path))
+        return document is not None and not document.exact
+
+    def verify_document(self, path: str | os.PathLike[str]) -> bool:
+        """Parse and tag an open document from scratch if its last update was inexact.
+
+        After error recovery an incremental parse can differ from a fresh one (seen on Go and
+        Java), and tree-sitter's changed ranges can miss nodes that recovery moved next to the
+        edit, so region re-tagging misses them (Rust, TypeScript). Doing this on every
+        keystroke with a syntax error costs a full parse and tag; the caller runs it once the
+        typing pauses. True when it re-parsed."""
+        key = self.key(path)
+        with self._write_lock:
+            document = self._open.get(key)
+            if document is None or document.exact:
+                return False
+            tags, tree = self._compute_tags(language_for_path(key), document.source)
+            with self._lock:
+                document.tree, document.exact = tree, True
+                self.graph.set_file(key, tags)
+            return True
+
     def save_document(self, path: str | os.PathLike[str]) -> None:
         """The editor saved ``path``: a re-rank trigger for assemblers."""
         key = self.key(path)
         with self._write_lock:
+            self.verify_document(key)  # a save re-ranks: on exact tags
             self.saves += 1
             document = self._open.get(key)
             if document is not None and self._cache is not None:

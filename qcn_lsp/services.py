@@ -60,6 +60,8 @@ class Services:
         self._index_task: asyncio.Task[None] | None = None
         self._index_state = "not started"
         self._index_listeners: list[Callable[[RepoIndex], None]] = []
+        # Editor events queued for the index (set by features/documents).
+        self.index_backlog: Callable[[], int] = lambda: 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
         self.started = False
@@ -351,7 +353,11 @@ class Services:
         }
 
     def _index_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"state": self._index_state, "error": self._index_error}
+        status: dict[str, Any] = {
+            "state": self._index_state,
+            "error": self._index_error,
+            "pendingUpdates": self.index_backlog(),
+        }
         if self._index is not None:
             with self._index.reading() as graph:
                 files = tuple(graph.files.values())
