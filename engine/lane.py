@@ -10,7 +10,9 @@ checkpoints are taken (`engine.batching.plan_prefill_stops`), then sample and st
 from __future__ import annotations
 
 import codecs
+import hashlib
 import logging
+import sys
 import time
 from array import array
 from collections.abc import Callable
@@ -43,6 +45,14 @@ logger = logging.getLogger(__name__)
 
 class _Cancelled(Exception):
     pass
+
+
+def token_digest(tokens: array[int]) -> str:
+    """Hex sha256 of token ids as little-endian int32 (RequestReport.prompt_digest)."""
+    if sys.byteorder == "big":
+        tokens = array("i", tokens)
+        tokens.byteswap()
+    return hashlib.sha256(tokens.tobytes()).hexdigest()
 
 
 class LaneRunner:
@@ -153,6 +163,7 @@ class LaneRunner:
         tokens, lengths = self._tokenize(prompt)
         n = len(tokens)
         report.prompt_tokens = n
+        report.prompt_digest = token_digest(tokens)
         report.ms["tokenize"] = (time.perf_counter() - t0) * 1000
         if n == 0:
             raise EngineError("empty prompt: nothing to condition the generation on")
@@ -165,8 +176,9 @@ class LaneRunner:
                 max_tokens=params.max_tokens,
                 n_ctx=self.n_ctx,
             )
+        caching = self.config.prompt_cache
         plan = plan_checkpoints(
-            lengths,
+            lengths if caching else [],
             interval=self.config.checkpoint_interval,
             prefix_tokens=1 if self.model.add_bos else 0,
             at_end=self.config.checkpoint_at_end,
@@ -179,7 +191,11 @@ class LaneRunner:
         )
 
         t1 = time.perf_counter()
-        start = self.state.prepare(tokens, report)
+        if caching:
+            start = self.state.prepare(tokens, report)
+        else:
+            self.state.clear()  # a fresh state: nothing restored, the whole prompt prefilled
+            start = 0
         report.ms["restore"] = (time.perf_counter() - t1) * 1000
         report.reused_tokens = start
 

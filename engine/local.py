@@ -78,7 +78,7 @@ class LocalEngine:
         self._model = model
         interactive, background = lane_configs(config, model.n_ctx_train)
         self._memo = TokenMemo(model, config.token_memo_entries)
-        if config.state_dir is not None:
+        if config.state_dir is not None and config.prompt_cache:
             # "exact": states are taken only after multi-token micro-batches (engine.batching)
             signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16|exact"
             self._store = StateStore(

@@ -29,6 +29,9 @@ class RequestReport:
     ms: dict[str, float] = field(default_factory=dict)
     lane: str = "interactive"
     checkpoints_taken: int = 0
+    # Hex sha256 of the prompt's token ids (BOS included) as little-endian int32: two requests
+    # with the same digest conditioned the model on the same tokens.
+    prompt_digest: str | None = None
 
     def summary(self) -> str:
         phases = " ".join(f"{name}={value:.1f}" for name, value in self.ms.items())

@@ -198,6 +198,7 @@ class Services:
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
                 state_dir=Path(settings.cache.dir) / "state",
+                prompt_cache=engine.prompt_cache,
             )
         )
 

@@ -176,6 +176,13 @@ class EngineSettings:
         minimum=16,
         maximum=65536,
     )
+    prompt_cache: bool = setting(
+        "Reuse the model state of earlier requests (checkpoints, persisted state). `false` "
+        "prefills every prompt from scratch in a fresh state and persists nothing: slow, for "
+        "checking that cached answers are exact (compare `promptDigest` and the text) and for "
+        "bug reports.",
+        True,
+    )
 
 
 @dataclass(frozen=True)
