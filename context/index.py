@@ -19,16 +19,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import diskcache
 import tree_sitter
 
 from context.graph import SymbolGraph
 from context.languages import grammar, language_for_path
 from context.retag import retag
 from context.scan import DEFAULT_MAX_FILE_BYTES, WorkspaceScanner
+from context.tag_cache import TagCache
 from context.tags import FileTags, extract_tags, plain_tags
 
 ProgressCallback = Callable[[int, int], None]
+# (graph version, mtime_ns, size) of what RepoIndex.read_text would return for a file.
+SourceFingerprint = tuple[int | None, int | None, int | None]
 
 # How many open documents keep their syntax tree for incremental parsing.
 _MAX_OPEN_TREES = 32
@@ -78,7 +80,7 @@ class RepoIndex:
         # Read it under ``reading()`` from any thread but the writers'.
         self.graph = SymbolGraph()
         self.repo_name = self.scanner.roots[0].name if self.scanner.roots else "repo"
-        self._cache = diskcache.Cache(str(cache_dir)) if cache_dir is not None else None
+        self._cache = TagCache(cache_dir) if cache_dir is not None else None
         self._parsers: dict[str, tree_sitter.Parser] = {}
         self._open: OrderedDict[str, _OpenDocument] = OrderedDict()
         self._hashes: dict[str, str] = {}
@@ -90,6 +92,11 @@ class RepoIndex:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+
+    @property
+    def cache_error(self) -> str | None:
+        """Why the disk cache was turned off, if it was (the index works without it)."""
+        return self._cache.error if self._cache is not None else None
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[SymbolGraph]:
@@ -121,6 +128,18 @@ class RepoIndex:
             return plain_tags(source), None
         tree = self._parser(language).parse(source)
         return extract_tags(grammar(language), tree, source), tree
+
+    def source_fingerprint(self, key: str) -> SourceFingerprint:
+        """Changes whenever what read_text(key) returns may have: the file's graph version,
+        and for a file read from disk its mtime and size (a change the editor never told)."""
+        version = self.graph.file_versions.get(key)
+        if key in self._open:
+            return version, None, None
+        try:
+            stat = os.stat(self.scanner.path_for(key))
+        except OSError:
+            return version, None, -1
+        return version, stat.st_mtime_ns, stat.st_size
 
     def read_text(self, key: str) -> str | None:
         """Current text of an indexed file: the open document's, else the file on disk."""
@@ -158,7 +177,7 @@ class RepoIndex:
             for position, scanned in enumerate(files):
                 if self._cache is not None and position % _CACHE_BATCH == 0:
                     batch.close()
-                    batch.enter_context(self._cache.transact())
+                    batch.enter_context(self._cache.transaction())
                 if cancelled is not None and cancelled():
                     return self._stats(started, parsed, cached, plain, cancelled=True)
                 seen.add(scanned.key)

@@ -17,6 +17,7 @@ token-identical to a fresh full prefill of the same tokens (`engine.batching`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,13 @@ from engine.errors import EngineError
 from engine.generation import LocalGeneration
 from engine.host import LoadedModel
 from engine.lane import LaneRunner
+from engine.memory import available_bytes, check_contexts_fit
 from engine.params import GenerationParams
 from engine.persist import StateStore
 from engine.segments import Prompt
 from engine.tokens import TokenMemo
+
+logger = logging.getLogger(__name__)
 
 NOT_STARTED = "the engine is not started: call `await engine.start()` first"
 SHUTTING_DOWN = "the engine is shutting down"
@@ -77,16 +81,22 @@ class LocalEngine:
         config = self.config
         self._model = model
         interactive, background = lane_configs(config, model.n_ctx_train)
+        check_contexts_fit(
+            config.model_path, [interactive.n_ctx, background.n_ctx], available_bytes()
+        )
         self._memo = TokenMemo(model, config.token_memo_entries)
         if config.state_dir is not None and config.prompt_cache:
             # "exact": states are taken only after multi-token micro-batches (engine.batching)
             signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16|exact"
-            self._store = StateStore(
-                Path(config.state_dir),
-                model_path=Path(config.model_path),
-                context_signature=signature,
-                size_limit=config.state_cache_bytes,
-            )
+            try:
+                self._store = StateStore(
+                    Path(config.state_dir),
+                    model_path=Path(config.model_path),
+                    context_signature=signature,
+                    size_limit=config.state_cache_bytes,
+                )
+            except Exception as exc:  # a cache must never take the model down
+                logger.warning("persisted state off: %s cannot be used (%s)", config.state_dir, exc)
         self._interactive = LaneRunner(interactive, model, memo=self._memo, store=self._store)
         self._background = LaneRunner(
             background,

@@ -210,21 +210,31 @@ class Completer:
         started = time.perf_counter()
         raw = ""
         try:
-            async for delta in generation:
-                raw += delta
-                if self.document_version(cursor.uri) != cursor.version:
-                    generation.cancel()
-                    return None  # stale: the document moved on
-                shown = logic.streamed_text(raw, cursor.line_prefix, cursor.suffix)
-                if shown != suggestion.text:
-                    suggestion.text = shown
-                    if stream:
-                        self._notify(cursor, shown, done=False)
-                if logic.block_end(raw, cursor.line_prefix) is not None:
-                    # Everything from here on would be cut off: stop the model.
-                    generation.cancel()
-                    await _stopped(generation)
-                    break
+            # A stalled or swamped backend: no first text in time cancels the request.
+            async with asyncio.timeout(settings.timeout_ms / 1000) as first_text:
+                async for delta in generation:
+                    first_text.reschedule(None)
+                    raw += delta
+                    if self.document_version(cursor.uri) != cursor.version:
+                        generation.cancel()
+                        return None  # stale: the document moved on
+                    shown = logic.streamed_text(raw, cursor.line_prefix, cursor.suffix)
+                    if shown != suggestion.text:
+                        suggestion.text = shown
+                        if stream:
+                            self._notify(cursor, shown, done=False)
+                    if logic.block_end(raw, cursor.line_prefix) is not None:
+                        # Everything from here on would be cut off: stop the model.
+                        generation.cancel()
+                        await _stopped(generation)
+                        break
+        except TimeoutError:
+            generation.cancel()
+            raise RequestFailed(
+                f"qcn-lsp: the model gave no text within {settings.timeout_ms / 1000:g} s "
+                "(stalled, or busy with a long prefill: see qcn.status); the completion was "
+                "cancelled. Raise completion.timeoutMs for very long contexts."
+            ) from None
         except EngineError as exc:
             generation.cancel()
             self.services.check_serving()
@@ -264,6 +274,7 @@ class Completer:
         # refuse the prompt as too long.
         repo_budget = min(settings.context.budget_tokens, n_ctx // 2)
         repo_name, files = self._repo_context(cursor, path, backend.count_tokens, repo_budget)
+        self.services.last_context = [name for name, _ in files]
         repo_tokens = repo_budget if files else 0
         suffix_chars = settings.completion.suffix_chars
         suffix = clip_suffix(cursor.suffix, suffix_chars)

@@ -21,6 +21,7 @@ from lsprotocol import types
 from engine.backend import Backend
 from engine.errors import EngineError
 from engine.report import RequestReport
+from qcn_lsp.cache_health import prepare_cache
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.progress import Progress
 from qcn_lsp.settings import Settings
@@ -64,6 +65,8 @@ class Services:
         self.index_backlog: Callable[[], int] = lambda: 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
+        # The repository files in the last completion's prompt (qcn.status: why that answer?).
+        self.last_context: list[str] = []
         self.started = False
         self._started_event = asyncio.Event()
         # Set once by begin_shutdown(): requests waiting for a service are answered at once.
@@ -83,12 +86,18 @@ class Services:
         self._reload_index()
 
     def settings_changed(self, previous: Settings) -> None:
-        if not self.started:
+        if not self.started or self.shutting_down:
             return
         current = self.server.settings
         if _backend_inputs(current) != _backend_inputs(previous):
             self._reload_backend()
         if _index_inputs(current) != _index_inputs(previous):
+            self._reload_index()
+
+    def workspace_folders_changed(self) -> None:
+        """Folders were added or removed: index the new set (unchanged files come from the
+        disk cache)."""
+        if self.started and not self.shutting_down:
             self._reload_index()
 
     def begin_shutdown(self) -> None:
@@ -146,8 +155,9 @@ class Services:
         old, self._backend = self._backend, None
         if old is not None:
             await old.close()
+        state_dir = await self._cache_dir("state")
         try:
-            backend = self._create_backend()
+            backend = self._create_backend(state_dir)
         except RequestFailed as exc:
             self._backend_error = exc.message
             self._show(types.MessageType.Warning, exc.message)
@@ -172,7 +182,18 @@ class Services:
             "model loaded in %.1f s: %s", time.perf_counter() - started, backend.info().path
         )
 
-    def _create_backend(self) -> Backend:
+    async def _cache_dir(self, name: str) -> Path | None:
+        """The cache subdirectory `name`, checked (and repaired) off the event loop; None,
+        with a message to the user, when it cannot hold a cache."""
+        directory = Path(self.server.settings.cache.dir) / name
+        usable, note = await asyncio.get_running_loop().run_in_executor(
+            None, prepare_cache, directory
+        )
+        if note is not None:
+            self._show(types.MessageType.Warning, note)
+        return usable
+
+    def _create_backend(self, state_dir: Path | None) -> Backend:
         settings = self.server.settings
         model, engine = settings.model, settings.engine
         if settings.backend.kind != "local":
@@ -197,7 +218,7 @@ class Services:
                 n_gpu_layers=model.gpu_layers,
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
-                state_dir=Path(settings.cache.dir) / "state",
+                state_dir=state_dir,
                 prompt_cache=engine.prompt_cache,
             )
         )
@@ -245,6 +266,9 @@ class Services:
     # -- index --------------------------------------------------------------------------------
 
     def _reload_index(self) -> None:
+        old, self._index = self._index, None
+        if old is not None:
+            old.close()
         # The workspace the process must never write to, as of this (re)build.
         self.server.audit.protect(
             workspace_roots(self.server.workspace), [Path(self.server.settings.cache.dir)]
@@ -252,7 +276,7 @@ class Services:
         if self._index_task is not None:
             self._index_task.cancel()
         self._index_error = None
-        self._index = None
+        self._index_state = "indexing"
         self._index_task = self._spawn(self._build_index())
 
     async def _build_index(self) -> None:
@@ -265,9 +289,7 @@ class Services:
 
         settings = self.server.settings
         index = RepoIndex(
-            roots,
-            cache_dir=Path(settings.cache.dir) / "index",
-            ignore=settings.context.ignore,
+            roots, cache_dir=await self._cache_dir("index"), ignore=settings.context.ignore
         )
         self._index_state = "indexing"
         loop = asyncio.get_running_loop()
@@ -299,6 +321,8 @@ class Services:
         self._index_state = (
             f"ready: {stats.files} files, {stats.definitions} definitions in {stats.seconds:.1f} s"
         )
+        if index.cache_error is not None:
+            self._show(types.MessageType.Warning, index.cache_error)
         for listener in self._index_listeners:
             listener(index)
 
@@ -349,6 +373,7 @@ class Services:
         return {
             "engine": engine,
             "lastRequest": None if report is None else report_dict(report),
+            "lastContext": list(self.last_context),
             "index": self._index_status(),
             "settings": self.server.settings.values,
         }

@@ -133,6 +133,14 @@ class CompletionSettings:
         "(see docs/protocol.md). Editor plugins turn this on.",
         False,
     )
+    timeout_ms: int = setting(
+        "How long a completion waits for the model's first text (prefill included) before it "
+        "is cancelled and answered with an error saying the backend is stalled or busy. A "
+        "cold prefill of a long context on a CPU can take minutes: raise it for those.",
+        120000,
+        minimum=100,
+        maximum=3600000,
+    )
     index_wait_ms: int = setting(
         "How long a completion waits, once the model is loaded, for a workspace index that is "
         "still being built, so that its prompt has the repository context from the start (a "

@@ -330,6 +330,13 @@ def register(server: QcnServer) -> None:
         for renamed in params.files:
             indexer.renamed(renamed.old_uri, renamed.new_uri)
 
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(
+        ls: QcnServer, params: types.DidChangeWorkspaceFoldersParams
+    ) -> None:
+        # pygls has updated ls.workspace's folders: the index is rebuilt over the new set.
+        ls.services.workspace_folders_changed()
+
     # File-system events are asked for once the client is initialized: the first moment a
     # dynamic registration may be sent.
     server.on_initialized(_register_watcher)

@@ -198,7 +198,12 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self, env: dict[str, str] | None = None, log_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         log = ["--log-level", "INFO", "--log-file", str(log_file)] if log_file else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qcn_lsp", "--log-level", "WARNING", *log],
@@ -206,7 +211,10 @@ class RawLspProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=server_env(**(env or {})),
+            preexec_fn=preexec_fn,
         )
+        # Notifications from the server, in order (window/showMessage, progress, ...).
+        self.notifications: list[dict[str, Any]] = []
         self._next_id = 0
         self.responses: dict[Any, dict[str, Any]] = {}
 
@@ -241,6 +249,8 @@ class RawLspProcess:
             message = self.read()
             if "id" in message and "method" not in message:
                 self.responses[message["id"]] = message
+            elif "id" not in message:
+                self.notifications.append(message)
         return self.responses.pop(request_id)
 
     def initialize(self) -> dict[str, Any]:
