@@ -33,58 +33,104 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 
 
-class _AnsweredRequest:
-    """Stands in for a request that was already answered with an error while decoding."""
-
-    jsonrpc = "answered"
-
-
 class QcnProtocol(LanguageServerProtocol):
-    """pygls' protocol, except that every request gets an answer.
+    """pygls' protocol, except that every request gets an answer and only requests do.
 
     pygls 2.1 leaves some requests unanswered, and an editor waiting on one hangs:
     - params that cannot be deserialized: here InvalidParams (-32602) naming the method;
-    - a missing or wrong `jsonrpc` member, and requests after `shutdown`: InvalidRequest
-      (-32600), as LSP prescribes for the latter;
+    - a request without `params` (JSON-RPC allows it): an unknown method is MethodNotFound,
+      a known one needing params InvalidParams, not an internal error;
+    - a missing or wrong `jsonrpc` member, a batch or a non-object message, a second
+      `initialize`, and requests after `shutdown`: InvalidRequest (-32600), as LSP prescribes;
     - requests still running when `shutdown` cancels them: RequestFailed "server shutting
       down" rather than RequestCancelled, since the client cancelled nothing.
+    pygls also structured every nested object that looked like a message (json.loads'
+    object_hook sees them all) and answered it: here only the message itself is read as one.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._initialize_seen = False
+        self._client_requests: set[Any] = set()  # ids of the client's requests being handled
+
     def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if "id" in data and "method" in data:
-                detail = exc.__cause__ or exc
-                self.answer(
-                    data["id"],
-                    exc.code,
-                    f"invalid params for {data['method']}: {_first_line(detail)}",
-                )
-                return _AnsweredRequest()
-            raise
+        # The object_hook of json.loads, called for every object innermost first: keep them
+        # as data; handle_message structures the message as a whole.
+        return data
 
     def handle_message(self, message: Any) -> None:
-        if isinstance(message, _AnsweredRequest):
+        if not isinstance(message, dict):
+            kind = "batches are" if isinstance(message, list) else "a JSON value is"
+            self.answer(None, INVALID_REQUEST, f"not a JSON-RPC message: {kind} not supported")
             return
-        if isinstance(message, dict):  # no `jsonrpc` member: pygls left it unstructured
-            if _is_request(message):
-                self.answer(message["id"], INVALID_REQUEST, "not JSON-RPC 2.0: no `jsonrpc`")
+        request = _is_request(message)
+        if message.get("jsonrpc") != self.VERSION:
+            if request:
+                self.answer(
+                    message["id"], INVALID_REQUEST, "not JSON-RPC 2.0: `jsonrpc` must be 2.0"
+                )
             else:
-                logger.warning("ignored a message without `jsonrpc`")
+                logger.warning("ignored a message that is not JSON-RPC 2.0")
             return
-        method = getattr(message, "method", None)
-        if _is_request(message) and message.jsonrpc != self.VERSION:
-            self.answer(message.id, INVALID_REQUEST, f"not JSON-RPC 2.0: {message.jsonrpc!r}")
-            return
-        if self._shutdown and method != types.EXIT and _is_request(message):
+        method = message.get("method")
+        if request and self._shutdown and method != types.EXIT:
             self.answer(
-                message.id, INVALID_REQUEST, f"{method}: the server is shut down (after `shutdown`)"
+                message["id"],
+                INVALID_REQUEST,
+                f"{method}: the server is shut down (after `shutdown`)",
             )
             return
-        super().handle_message(message)
+        if request and method == types.INITIALIZE:
+            if self._initialize_seen:
+                self.answer(message["id"], INVALID_REQUEST, "initialize may be sent only once")
+                return
+            self._initialize_seen = True
+        if isinstance(method, str) and "params" not in message:
+            message = {**message, "params": None}
+        try:
+            structured = super().structure_message(message)
+        except JsonRpcException as exc:
+            if request:
+                detail = exc.__cause__ or exc
+                self.answer(
+                    message["id"],
+                    exc.code,
+                    f"invalid params for {method}: {_first_line(detail)}",
+                )
+            else:
+                logger.warning(
+                    "ignored an unreadable %s: %s", method or "message", _first_line(exc)
+                )
+            return
+        super().handle_message(structured)
+
+    def _handle_request(self, msg_id: Any, *args: Any, **kwargs: Any) -> None:
+        self._client_requests.add(msg_id)
+        try:
+            super()._handle_request(msg_id, *args, **kwargs)
+        finally:
+            if msg_id not in self._request_futures:  # answered at once (an unknown method...)
+                self._client_requests.discard(msg_id)
+
+    def _execute_handler(self, msg_id: Any, *args: Any, **kwargs: Any) -> None:
+        super()._execute_handler(msg_id, *args, **kwargs)
+        # pygls forgets a request's future when it answers it, but never a notification's:
+        # one entry per didChange, kept for the life of the process. Forgotten on the next
+        # loop turn: a concurrent future runs its callbacks inside cancel(), and pygls cancels
+        # while it iterates the table.
+        future = self._request_futures.get(msg_id)
+        if future is not None:
+            loop = asyncio.get_running_loop()
+            future.add_done_callback(
+                lambda done: loop.call_soon_threadsafe(self._forget, msg_id, done)
+            )
+
+    def _forget(self, msg_id: Any, future: Any) -> None:
+        if self._request_futures.get(msg_id) is future:
+            del self._request_futures[msg_id]
 
     def _send_handler_result(self, future: Any, *, msg_id: Any) -> None:
+        self._client_requests.discard(msg_id)
         server = self._server
         if future.cancelled() and isinstance(server, QcnServer) and server.services.shutting_down:
             self._request_futures.pop(msg_id, None)
@@ -100,7 +146,8 @@ class QcnProtocol(LanguageServerProtocol):
         stopped: list[asyncio.Task[Any]] = []
         for msg_id, future in list(self._request_futures.items()):
             if (
-                isinstance(future, asyncio.Task)
+                msg_id in self._client_requests  # not notification handlers (`initialized`)
+                and isinstance(future, asyncio.Task)
                 and future is not current
                 and msg_id != self.msg_id
                 and not future.done()
@@ -113,10 +160,8 @@ class QcnProtocol(LanguageServerProtocol):
         self._send_response(msg_id, error=types.ResponseError(code=code, message=message))
 
 
-def _is_request(message: Any) -> bool:
-    if isinstance(message, dict):
-        return isinstance(message.get("id"), int | str) and isinstance(message.get("method"), str)
-    return getattr(message, "id", None) is not None and getattr(message, "method", None) is not None
+def _is_request(message: dict[str, Any]) -> bool:
+    return isinstance(message.get("id"), int | str) and isinstance(message.get("method"), str)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,6 +211,10 @@ class QcnServer(LanguageServer):
     def stop_requests(self) -> list[asyncio.Task[Any]]:
         assert isinstance(self.protocol, QcnProtocol)
         return self.protocol.stop_requests()
+
+    def tracked_handlers(self) -> int:
+        """Handlers the protocol tracks: requests and notifications still running."""
+        return len(self.protocol._request_futures)
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """What the client sent could not be read (not JSON, not a message): a JSON-RPC parse
