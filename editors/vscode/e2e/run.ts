@@ -12,7 +12,7 @@ import puppeteer, { Browser, ElementHandle, KeyInput, Page } from "puppeteer-cor
 
 interface Config {
   browserURL: string;
-  /** code-server's --user-data-dir: the extension's log is under logs/. */
+  /** code-server's --user-data-dir: the extension's log is under logs/, settings in User/. */
   userData: string;
   workbenchURL: string;
   /** The workspace file to type into, relative to `workspace`. */
@@ -49,6 +49,7 @@ const result: {
   accept?: unknown;
   codeAction?: unknown;
   refactor?: unknown;
+  settingChange?: unknown;
 } = { ok: false, steps: [], notifications: [], consoleErrors: [] };
 
 // Messages that end an action (the extension's outcomes and the server's own), not the
@@ -378,6 +379,24 @@ async function main(config: Config): Promise<void> {
         return fresh.length > 0 ? { kind: "message" as const, text: fresh.join("\n") } : undefined;
       }, 250);
       return { prompt, ...seen, before };
+    });
+    result.settingChange = await step("setting change reaches the server", async () => {
+      // In the Settings editor, as a user would: the extension sends didChangeConfiguration,
+      // the server pulls `qcn` and logs its effective settings.
+      await runCommand(page, "Preferences: Open User Settings");
+      const search = await page.waitForSelector(".settings-editor .suggest-input-container textarea, .settings-editor .search-container textarea", { visible: true, timeout: 15_000 });
+      await search?.type("qcn.completion.maxTokens", { delay: 10 });
+      const input = await page.waitForSelector('.settings-editor input[aria-label="qcn.completion.maxTokens"]', {
+        visible: true,
+        timeout: 15_000,
+      });
+      await input?.focus();
+      await chord(page, "Control", "a");
+      await page.keyboard.type("33", { delay: 20 });
+      await page.keyboard.press("Enter");
+      return until("the server's settings log line with completion.maxTokens 33", 30_000, async () =>
+        (await extensionLog(config)).split("\n").find((line) => line.includes("qcn-lsp settings:") && line.includes('"completion.maxTokens": 33')),
+      500);
     });
     await toasts(page);
     await page.screenshot({ path: path.join(config.results, "final.png") });
