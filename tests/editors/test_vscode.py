@@ -11,6 +11,7 @@ vscode-languageclient's output channel), code-server.log, chromium.log.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -26,16 +27,15 @@ from typing import Any
 
 import pytest
 
-from tests.lsp_helpers import REPO_ROOT
+from tests.editors.tools import REQUIRE_ENV, SERVER
+from tests.lsp.helpers import REPO_ROOT
 
-REQUIRED = os.environ.get("QCN_REQUIRE_EDITORS") == "1"
 EXTENSION = REPO_ROOT / "editors" / "vscode"
 CACHE = Path(os.environ.get("QCN_E2E_CACHE") or REPO_ROOT / ".cache" / "vscode-e2e")
 CODE_SERVER = CACHE / "code-server-4.100.3" / "node_modules" / ".bin" / "code-server"
 VSIX = EXTENSION / "qcn-lsp.vsix"
 DRIVER = EXTENSION / "out" / "e2e" / "run.js"
 PUPPETEER = EXTENSION / "node_modules" / "puppeteer-core"
-SERVER = REPO_ROOT / ".venv" / "bin" / "qcn-lsp"
 RESULTS = CACHE / "results" / "last"
 SETUP = "editors/vscode/scripts/setup-e2e.sh"
 
@@ -52,7 +52,9 @@ USE = "from calc import area\n\nprint(area(1))\n"
 # nothing at a spot). They end in a space or an operator: no popup of word suggestions.
 ATTEMPTS = ["total = ", "scale = 2 * ", "label = ", "result = total + ", "if total > "]
 # Extension log lines for completions (src/inline.ts): the text the server answered.
-COMPLETION_LOG = re.compile(r'\] completion v\d+ \d+:\d+: (".*") \((\d+) streamed updates, (\d+) ms\)$')
+COMPLETION_LOG = re.compile(
+    r'\] completion v\d+ \d+:\d+: (".*") \((\d+) streamed updates, (\d+) ms\)$'
+)
 
 
 def _missing_tools() -> list[str]:
@@ -63,9 +65,13 @@ def _missing_tools() -> list[str]:
         if not path.exists()
     ]
     if VSIX.exists():
-        sources = [*EXTENSION.glob("src/*.ts"), *EXTENSION.glob("e2e/*.ts"), EXTENSION / "package.json"]
+        sources = [
+            *EXTENSION.glob("src/*.ts"),
+            *EXTENSION.glob("e2e/*.ts"),
+            EXTENSION / "package.json",
+        ]
         newest = max(path.stat().st_mtime for path in sources)
-        if VSIX.stat().st_mtime < newest or DRIVER.exists() and DRIVER.stat().st_mtime < newest:
+        if VSIX.stat().st_mtime < newest or (DRIVER.exists() and DRIVER.stat().st_mtime < newest):
             missing.append("a .vsix built from the current sources")
     return missing
 
@@ -75,8 +81,8 @@ def tools() -> None:
     missing = _missing_tools()
     if missing:
         message = f"real VS Code test needs {', '.join(missing)}: run {SETUP}"
-        if REQUIRED:
-            pytest.fail(message + " (QCN_REQUIRE_EDITORS=1)")
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{message}; {REQUIRE_ENV}=1 requires it")
         pytest.skip(message)
 
 
@@ -87,7 +93,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _process(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """A child in its own process group, stopped (group and all) on exit."""
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -110,10 +118,11 @@ def _wait_for_url(url: str, process: subprocess.Popen[bytes], seconds: float, lo
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"{process.args[0]} exited ({process.returncode}): {log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2):
-                return
+            pytest.fail(
+                f"{process.args[0]} exited ({process.returncode}): {log.read_text()[-2000:]}"
+            )
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+            return
         time.sleep(0.25)
     pytest.fail(f"{url} did not answer within {seconds:.0f} s; see {log}")
 
@@ -139,13 +148,15 @@ def _no_whitespace(text: str) -> str:
 def _evidence(result: dict[str, Any]) -> dict[str, Any]:
     """Numbers for the report on how today's server behaves under VS Code."""
     server_log = (RESULTS / "qcn-lsp.log").read_text() if (RESULTS / "qcn-lsp.log").exists() else ""
-    extension_log = (RESULTS / "extension.log").read_text() if (RESULTS / "extension.log").exists() else ""
+    extension_log = (
+        (RESULTS / "extension.log").read_text() if (RESULTS / "extension.log").exists() else ""
+    )
     ghost = result.get("ghost") or {}
     events = ghost.get("events", [])
     shown = [e for e in events if e["text"].strip()]
     blank_gaps = [
         round(b["ms"] - a["ms"])
-        for a, b in zip(events, events[1:], strict=False)
+        for a, b in itertools.pairwise(events)
         if not a["text"].strip() and shown and shown[0]["ms"] < a["ms"]
     ]
     return {
@@ -196,7 +207,7 @@ def test_vscode_ghost_text_accept_code_action_and_refactor(tools: None, tmp_path
     env.pop("QCN_MODEL", None)
     settings = {
         "qcn.serverPath": str(SERVER),
-        "qcn.serverArgs": ["--log-file", str(RESULTS / "qcn-lsp.log")],
+        "qcn.serverArgs": ["--log-level", "INFO", "--log-file", str(RESULTS / "qcn-lsp.log")],
         "qcn.model.path": str(model),
         "qcn.edits.maxTokens": 64,
         "qcn.cache.dir": str(tmp_path / "qcn-cache"),
@@ -216,8 +227,15 @@ def test_vscode_ghost_text_accept_code_action_and_refactor(tools: None, tmp_path
     (user_data / "User" / "settings.json").write_text(json.dumps(settings, indent=2))
 
     subprocess.run(
-        [str(CODE_SERVER), "--install-extension", str(VSIX)]
-        + ["--extensions-dir", str(extensions), "--user-data-dir", str(user_data)],
+        [
+            str(CODE_SERVER),
+            "--install-extension",
+            str(VSIX),
+            "--extensions-dir",
+            str(extensions),
+            "--user-data-dir",
+            str(user_data),
+        ],
         env=env,
         check=True,
         capture_output=True,
@@ -273,7 +291,9 @@ def test_vscode_ghost_text_accept_code_action_and_refactor(tools: None, tmp_path
             _process(chromium, env, chromium_log) as browser_process,
         ):
             _wait_for_url(f"http://127.0.0.1:{port}/healthz", server_process, 60, code_server_log)
-            _wait_for_url(f"http://127.0.0.1:{debug_port}/json/version", browser_process, 60, chromium_log)
+            _wait_for_url(
+                f"http://127.0.0.1:{debug_port}/json/version", browser_process, 60, chromium_log
+            )
             timings["started_s"] = time.monotonic() - started
             with (RESULTS / "driver.log").open("wb") as out:
                 driver = subprocess.run(

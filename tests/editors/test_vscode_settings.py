@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.lsp_helpers import REPO_ROOT
+from tests.lsp.helpers import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "editors" / "vscode" / "package.json"
 # The range column reads "LOW \u2013 HIGH" (an en dash).
