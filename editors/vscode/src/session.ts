@@ -86,7 +86,7 @@ export class Session implements vscode.Disposable {
   async start(): Promise<void> {
     const folders = (vscode.workspace.workspaceFolders ?? []).map((folder) => folder.uri.fsPath);
     const config = vscode.workspace.getConfiguration(SECTION);
-    const resolved = resolveServer(config.get<string>("serverPath", ""), config.get<string[]>("serverArgs", []), {
+    const resolved = resolveServer(config.get<string>("serverPath", ""), config.get<string[]>("serverArgs", ["--log-level", "WARNING"]), {
       isExecutable,
       pathDirs: (process.env.PATH ?? "").split(path.delimiter),
       folders,
