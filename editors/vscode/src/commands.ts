@@ -19,6 +19,14 @@ function lspPosition(position: vscode.Position): { line: number; character: numb
   return { line: position.line, character: position.character };
 }
 
+function activeEditor(what: string): vscode.TextEditor | undefined {
+  const editor = vscode.window.activeTextEditor;
+  if (editor === undefined) {
+    void vscode.window.showWarningMessage(`qcn: ${what}: open a file first.`);
+  }
+  return editor;
+}
+
 async function askInstruction(prompt: string, placeHolder: string): Promise<string | undefined> {
   const instruction = await vscode.window.showInputBox({
     title: "qcn",
@@ -66,9 +74,8 @@ async function refactor(session: Session, argument?: unknown): Promise<void> {
   if (isArgumentObject(argument)) {
     return runEdit(session, "refactor", SERVER_COMMANDS.refactor, argument);
   }
-  const editor = vscode.window.activeTextEditor;
+  const editor = activeEditor("Refactor works on the symbol at the cursor");
   if (editor === undefined) {
-    void vscode.window.showWarningMessage("qcn: Refactor works on the symbol at the cursor: open a file first.");
     return;
   }
   const cursor = editor.selection.active;
@@ -127,9 +134,8 @@ async function rewrite(session: Session, argument?: unknown): Promise<void> {
   if (isArgumentObject(argument)) {
     return runEdit(session, "rewrite", SERVER_COMMANDS.rewrite, argument);
   }
-  const editor = vscode.window.activeTextEditor;
+  const editor = activeEditor("Rewrite works on the selection");
   if (editor === undefined) {
-    void vscode.window.showWarningMessage("qcn: Rewrite works on the selection: open a file first.");
     return;
   }
   const selection = editor.selection;
