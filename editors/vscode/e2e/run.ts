@@ -1,8 +1,8 @@
 // Drives real VS Code (code-server in headless chromium) through the extension as a user
-// would: ghost text while typing, Tab, a code action, qcn.refactor. Started by
-// tests/editors/test_vscode.py, which owns the processes; this script only connects to the
-// browser, writes `result.json` (and screenshots) into the results folder and exits. Every
-// wait is bounded.
+// would: ghost text while typing, Ctrl+Right and Tab, a code action, qcn.refactor, a setting
+// changed in the Settings editor. Started by tests/editors/test_vscode.py, which owns the
+// processes; this script only connects to the browser, writes `result.json` (and
+// screenshots) into the results folder and exits. Every wait is bounded.
 //
 //   node out/e2e/run.js CONFIG.json
 
@@ -219,41 +219,56 @@ async function answeredAt(config: Config, line: number, column: number, after: n
 
 const withoutSpace = (text: string) => text.replace(/\s/g, "");
 
+/**
+ * After the keys that led to `text` (the buffer, cursor at its end): the ghost text, the
+ * server's final answer at the cursor, and the ghost text showing all of it. Undefined when
+ * the answer is empty; throws when a wait runs out.
+ */
+async function ghostAt(page: Page, config: Config, text: string, since: number, logLines: number) {
+  const lines = text.split("\n");
+  let events: GhostEvent[] = [];
+  await until("ghost text", 25_000, async () => {
+    events = (await ghostEvents(page)).filter((event) => event.ms > since);
+    return events.some((event) => event.text.trim() !== "") ? true : undefined;
+  });
+  // Columns are UTF-16 code units, as JavaScript counts them and as VS Code reports them.
+  const answer = await until("the server's answer", 30_000, () =>
+    answeredAt(config, lines.length, lines[lines.length - 1].length + 1, logLines),
+  );
+  if (answer.trim() === "") {
+    return undefined;
+  }
+  await until("the whole answer as ghost text", 10_000, async () => {
+    events = (await ghostEvents(page)).filter((event) => event.ms > since);
+    return withoutSpace(events[events.length - 1]?.text ?? "") === withoutSpace(answer) ? true : undefined;
+  });
+  return { answer, events, shown: events[events.length - 1].text };
+}
+
+async function logLength(config: Config): Promise<number> {
+  return (await extensionLog(config)).split("\n").length - 1;
+}
+
 async function typeGhostText(page: Page, config: Config, file: string) {
   const original = await fs.readFile(file, "utf8");
   let typed = "";
   for (const [index, line] of config.attempts.entries()) {
     await chord(page, "Control", "End");
     await page.keyboard.press("Enter");
-    const logLines = (await extensionLog(config)).split("\n").length - 1;
+    const logLines = await logLength(config);
     const startedAt = await now(page);
     await page.keyboard.type(line, { delay: 60 });
     typed += `\n${line}`;
     const typedAt = await now(page);
-    const cursorLine = (original + typed).split("\n").length;
-    let events: GhostEvent[] = [];
-    let answer: string;
     try {
-      await until("ghost text", 25_000, async () => {
-        events = (await ghostEvents(page)).filter((event) => event.ms > typedAt);
-        return events.some((event) => event.text.trim() !== "") ? true : undefined;
-      });
-      // The server's final answer, then the ghost text showing all of it.
-      answer = await until("the server's answer", 30_000, () => answeredAt(config, cursorLine, line.length + 1, logLines));
-      if (answer.trim() === "") {
-        console.log(`attempt ${index + 1}: the server's final answer is empty`);
-        continue;
+      const ghost = await ghostAt(page, config, original + typed, typedAt, logLines);
+      if (ghost !== undefined) {
+        return { attempt: index + 1, line, typed, original, startedAt, typedAt, ...ghost };
       }
-      await until("the whole answer as ghost text", 10_000, async () => {
-        events = (await ghostEvents(page)).filter((event) => event.ms > typedAt);
-        return withoutSpace(events[events.length - 1]?.text ?? "") === withoutSpace(answer) ? true : undefined;
-      });
+      console.log(`attempt ${index + 1}: the server's final answer is empty`);
     } catch (error) {
       console.log(`attempt ${index + 1}: ${String(error)}`);
-      continue;
     }
-    const shown = events[events.length - 1].text;
-    return { attempt: index + 1, line, typed, original, startedAt, typedAt, events, shown, answer };
   }
   throw new Error(`no ghost text after ${config.attempts.length} attempts`);
 }
@@ -319,16 +334,25 @@ async function main(config: Config): Promise<void> {
     result.ghost = ghost;
     await screenshotEditor(page, "ghost-text.png", config);
 
-    result.accept = await step("accept with Tab", async () => {
+    result.accept = await step("accept a word, then the rest with Tab", async () => {
       const before = ghost.original + ghost.typed;
-      const pressedAt = await now(page);
-      await page.keyboard.press("Tab");
-      await sleep(500);
-      await screenshotEditor(page, "after-tab.png", config);
-      const lastLines = await page.$$eval(".monaco-editor .view-line", (lines) => lines.slice(-4).map((line) => line.textContent ?? ""));
-      const after = await save(page, file, ghost.original);
-      const events = (await ghostEvents(page)).filter((event) => event.ms > pressedAt - 300);
-      return { before, after, lastLines, events: events.map((event) => ({ ms: Math.round(event.ms - pressedAt), text: event.text.slice(0, 40) })) };
+      // Ctrl+Right: VS Code's "accept next word"; the ghost text then shows the rest, which
+      // the server should answer from the suggestion the user is typing along.
+      const logLines = await logLength(config);
+      const wordAt = await now(page);
+      await chord(page, "Control", "ArrowRight");
+      const afterWord = await save(page, file, ghost.original);
+      let rest: Awaited<ReturnType<typeof ghostAt>> | undefined;
+      if (afterWord !== before + ghost.answer) {
+        rest = await ghostAt(page, config, afterWord, wordAt, logLines);
+      }
+      let after = afterWord;
+      if (rest !== undefined) {
+        await page.keyboard.press("Tab");
+        after = await save(page, file, afterWord);
+        await screenshotEditor(page, "after-tab.png", config);
+      }
+      return { before, afterWord, rest: rest?.answer ?? "", after };
     });
 
     result.codeAction = await step("code action", async () => {
