@@ -145,21 +145,33 @@ async function now(page: Page): Promise<number> {
   return page.evaluate(() => performance.now());
 }
 
+/**
+ * Clicks the first `rows` element whose text `matches`, and returns that text. Lists re-render
+ * while they fill (a clicked row can be gone by then): it looks again until `ms` run out.
+ */
+async function clickRow(page: Page, rows: string, what: string, matches: (text: string) => boolean, ms = 10_000): Promise<string> {
+  return until(what, ms, async () => {
+    for (const row of await page.$$(rows)) {
+      try {
+        const text = await row.evaluate((element) => element.textContent ?? "");
+        if (matches(text)) {
+          await row.click();
+          return text;
+        }
+      } catch {
+        return undefined; // detached: the list changed, look again
+      }
+    }
+    return undefined;
+  });
+}
+
 /** Runs the command palette entry whose label is exactly `label` (others may match too). */
 async function runCommand(page: Page, label: string): Promise<void> {
   await page.keyboard.press("F1");
   await page.waitForSelector(".quick-input-widget .quick-input-box input", { visible: true, timeout: 10_000 });
   await page.keyboard.type(label, { delay: 10 });
-  const row = await until(`the command palette entry "${label}"`, 10_000, async () => {
-    for (const candidate of await page.$$(".quick-input-list .monaco-list-row")) {
-      const name = await candidate.evaluate((element) => element.querySelector(".label-name")?.textContent ?? "");
-      if (name === label) {
-        return candidate;
-      }
-    }
-    return undefined;
-  });
-  await row.click();
+  await clickRow(page, ".quick-input-list .monaco-list-row .label-name", `the command palette entry "${label}"`, (text) => text === label);
 }
 
 async function goTo(page: Page, where: string): Promise<void> {
@@ -364,21 +376,15 @@ async function main(config: Config): Promise<void> {
       await page.keyboard.press("End");
       await page.keyboard.up("Shift");
       await runCommand(page, "Refactor...");
-      const action = await until("the code action menu", 15_000, async () => {
-        const rows = await page.$$(".action-widget .monaco-list-row");
-        for (const row of rows) {
-          const text = await row.evaluate((element) => element.textContent ?? "");
-          if (text.includes("Qwen")) {
-            return { row, text };
-          }
-        }
-        return undefined;
-      });
-      const menu = await page.$$eval(".action-widget .monaco-list-row", (rows) => rows.map((row) => row.textContent ?? ""));
-      await action.row.click();
+      let menu: string[] = [];
+      const chosen = await clickRow(page, ".action-widget .monaco-list-row", "Qwen's action in the code action menu", (text) => {
+        menu.push(text);
+        return text.includes("Qwen");
+      }, 15_000);
+      menu = [...new Set(menu)];
       const seen = await outcome(page, since, 120_000);
       const after = seen.kind === "edit" ? await save(page, file, before) : before;
-      return { menu, chosen: action.text, ...seen, before, after };
+      return { menu, chosen, ...seen, before, after };
     });
 
     result.refactor = await step("qcn.refactor", async () => {
@@ -410,13 +416,18 @@ async function main(config: Config): Promise<void> {
       await runCommand(page, "Preferences: Open User Settings");
       const search = await page.waitForSelector(".settings-editor .suggest-input-container textarea, .settings-editor .search-container textarea", { visible: true, timeout: 15_000 });
       await search?.type("qcn.completion.maxTokens", { delay: 10 });
-      const input = await page.waitForSelector('.settings-editor input[aria-label="qcn.completion.maxTokens"]', {
-        visible: true,
-        timeout: 15_000,
-      });
-      await input?.focus();
-      await chord(page, "Control", "a");
-      await page.keyboard.type("33", { delay: 20 });
+      const input = '.settings-editor input[aria-label="qcn.completion.maxTokens"]';
+      // The list re-renders while the search settles: type until the box holds the value.
+      await until("the setting's input box to take 33", 15_000, async () => {
+        try {
+          await page.focus(input);
+          await chord(page, "Control", "a");
+          await page.keyboard.type("33", { delay: 20 });
+          return (await page.$eval(input, (box) => (box as HTMLInputElement).value)) === "33" ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      }, 500);
       await page.keyboard.press("Enter");
       return until("the server's settings log line with completion.maxTokens 33", 30_000, async () =>
         (await extensionLog(config)).split("\n").find((line) => line.includes("qcn-lsp settings:") && line.includes('"completion.maxTokens": 33')),
