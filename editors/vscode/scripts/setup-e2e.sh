@@ -45,9 +45,12 @@ fi
 
 # -- the extension: packages, lint, type-check, unit tests, .vsix ---------------------------
 cd "$HERE"
-if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+# By content, not modification time: a checkout or rebase touches the lockfile.
+lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [[ "$(cat node_modules/.qcn-lock-sha256 2>/dev/null)" != "$lock_sum" ]]; then
   say "npm ci (editors/vscode)"
   npm ci "${NPM_FLAGS[@]}"
+  echo "$lock_sum" >node_modules/.qcn-lock-sha256
 fi
 npm run --silent check
 
