@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint vscode clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy engine context qcn_lsp scripts bench --ignore-missing-imports
+
+# The VS Code extension: its checks and .vsix, then the real-VS-Code test (editors/vscode/README.md).
+vscode: $(VENV)/.installed
+	editors/vscode/scripts/setup-e2e.sh
+	QCN_REQUIRE_EDITORS=1 $(PY) -m pytest -q tests/editors/test_vscode_settings.py tests/editors/test_vscode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
