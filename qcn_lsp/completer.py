@@ -19,6 +19,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from engine.backend import Backend, Generation
+from engine.errors import EngineError
 from engine.formats import FIM_STOPS, LOCAL_WINDOW_CHARS, clip_suffix, fim_prompt
 from engine.params import GenerationParams
 from engine.report import RequestReport
@@ -220,14 +221,21 @@ class Completer:
                     generation.cancel()
                     await _stopped(generation)
                     break
+        except EngineError as exc:
+            # A remote server that died or refused: one message for the user (automatic
+            # requests answer nothing), the error for an explicit request.
+            generation.cancel()
+            self.services.request_failed(exc)
+            raise RequestFailed(f"qcn-lsp: {exc}") from exc
         except BaseException:
-            # $/cancelRequest (pygls cancels this task) or an engine error: stop the model too.
+            # $/cancelRequest (pygls cancels this task): stop the model too.
             generation.cancel()
             raise
         finally:
             if self._running.get(cursor.uri) is finished:
                 del self._running[cursor.uri]
             finished.set_result(None)
+        self.services.request_succeeded()
         suggestion.text = logic.post_process(raw, cursor.line_prefix, cursor.suffix)
         suggestion.done = True
         report = generation.report

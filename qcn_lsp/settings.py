@@ -89,6 +89,26 @@ class BackendSettings:
         "never goes into settings).",
         "",
     )
+    connect_timeout_s: float = setting(
+        "Seconds to wait for the endpoint to accept a connection (retried with backoff).",
+        5.0,
+        minimum=0.1,
+        maximum=300,
+    )
+    read_timeout_s: float = setting(
+        "Seconds the endpoint may stay silent within an answer (its prefill of a long prompt "
+        "included) before the request fails.",
+        120.0,
+        minimum=1,
+        maximum=3600,
+    )
+    shape_requests: Literal["auto", "on", "off"] = setting(
+        "Shape completion requests so that the endpoint keeps its hybrid-model state just "
+        "before the text you type: a prefill-only request for the repository context and the "
+        "file up to the local window when those change. `auto` does it for llama-server "
+        "(see docs/remote.md).",
+        "auto",
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,13 @@ async def lsp_session(
     configuration: dict[str, Any] | None = None,
     workspace: Path | None = None,
     env: dict[str, str] | None = None,
+    server_args: Sequence[str] = (),
 ) -> AsyncIterator[tuple[LanguageClient, types.InitializeResult]]:
     """A started, initialized client session with the real server; shut down on exit."""
     config = ClientServerConfig(
         # INFO, not DEBUG: pytest-lsp forwards stderr line by line with asyncio's 64 KiB line
         # limit, and pygls logs whole message bodies at DEBUG.
-        server_command=[sys.executable, "-m", "qcn_lsp", "--log-level", "INFO"],
+        server_command=[sys.executable, "-m", "qcn_lsp", "--log-level", "INFO", *server_args],
         server_env=server_env(**(env or {})),
     )
     client = await config.start()
