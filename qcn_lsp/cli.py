@@ -64,6 +64,30 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-load", action="store_true", help="read the GGUF header only")
 
     p = sub.add_parser(
+        "pull",
+        help="download a GGUF model (resumable, verified) and print the setting to use",
+        description="Download a GGUF into the cache directory (or --out) with a progress bar. "
+        "An interrupted download resumes; the size and sha256 are verified before the file is "
+        "put in place, and a bad download is deleted. Either a URL, or --quant for the "
+        "published Qwen3-Coder-Next GGUF repository (split files are fetched together).",
+    )
+    p.add_argument("url", nargs="?", help="URL of a .gguf file")
+    p.add_argument("--quant", help="a quantization of the published repository, e.g. Q4_K_M")
+    p.add_argument(
+        "--repo",
+        help="model repository for --quant (default: $QCN_PULL_REPO or Qwen/Qwen3-Coder-Next-GGUF)",
+    )
+    p.add_argument(
+        "--base-url",
+        help="model hub for --quant (default: $QCN_PULL_BASE_URL or https://huggingface.co)",
+    )
+    p.add_argument("--revision", default="main", help="repository revision for --quant")
+    p.add_argument("--sha256", help="expected sha256 of the file (URL downloads)")
+    p.add_argument(
+        "--out", type=Path, help="target file or directory (default: the cache's models/ directory)"
+    )
+
+    p = sub.add_parser(
         "index",
         help="index a workspace with tree-sitter and print statistics",
         description="Build the symbol index of PATH (honouring .gitignore) and print files, "
@@ -95,6 +119,7 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
     if level != "DEBUG":
         logging.getLogger("pygls").setLevel(logging.WARNING)
         logging.getLogger("gguf").setLevel(logging.WARNING)  # per-tensor chatter when writing
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per remote request
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +139,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from qcn_lsp.doctor import run_doctor
 
         return run_doctor(model=args.model, cache_dir=args.cache_dir, load=not args.no_load)
+    if args.command == "pull":
+        if (args.url is None) == (args.quant is None):
+            print("qcn-lsp pull: give a URL or --quant (one of them)", file=sys.stderr)
+            return 2
+        if args.sha256 and args.quant:
+            print(
+                "qcn-lsp pull: --sha256 goes with a URL; --quant uses the published sums",
+                file=sys.stderr,
+            )
+            return 2
+        from qcn_lsp.pull import run_pull
+
+        return run_pull(
+            args.url,
+            quant=args.quant,
+            repo=args.repo,
+            base=args.base_url,
+            revision=args.revision,
+            sha256=args.sha256,
+            out=args.out,
+        )
     if args.command == "index":
         from context.cli import run_index
 
