@@ -62,6 +62,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="GGUF to check (default: $QCN_MODEL)")
     p.add_argument("--cache-dir", type=Path, help="cache directory (default: ~/.cache/qcn-lsp)")
     p.add_argument("--no-load", action="store_true", help="read the GGUF header only")
+    p.add_argument(
+        "--backend-url",
+        metavar="URL",
+        help="check an OpenAI-compatible endpoint (backend.baseUrl) instead of a local GGUF",
+    )
+    p.add_argument("--backend-model", metavar="NAME", help="backend.model (with --backend-url)")
+    p.add_argument(
+        "--api-key-env", metavar="VAR", default="", help="backend.apiKeyEnv (with --backend-url)"
+    )
 
     p = sub.add_parser(
         "pull",
@@ -138,7 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         from qcn_lsp.doctor import run_doctor
 
-        return run_doctor(model=args.model, cache_dir=args.cache_dir, load=not args.no_load)
+        return run_doctor(
+            model=args.model,
+            cache_dir=args.cache_dir,
+            load=not args.no_load,
+            backend_url=args.backend_url,
+            backend_model=args.backend_model,
+            api_key_env=args.api_key_env,
+        )
     if args.command == "pull":
         if (args.url is None) == (args.quant is None):
             print("qcn-lsp pull: give a URL or --quant (one of them)", file=sys.stderr)

@@ -216,15 +216,31 @@ def _check_cache(cache_dir: Path) -> Finding:
     )
 
 
-def run_doctor(model: Path | None, cache_dir: Path | None, load: bool = True) -> int:
+def run_doctor(
+    model: Path | None,
+    cache_dir: Path | None,
+    load: bool = True,
+    *,
+    backend_url: str | None = None,
+    backend_model: str | None = None,
+    api_key_env: str = "",
+) -> int:
     defaults = Settings()
     model = model or (Path(defaults.model.path) if defaults.model.path else None)
     cache_dir = cache_dir or Path(defaults.cache.dir)
+    if backend_url is not None:
+        from qcn_lsp.doctor_remote import check_remote
+
+        # backend.kind = openai: the endpoint serves the model, no local GGUF is needed.
+        checks = check_remote(backend_url, backend_model or defaults.backend.model, api_key_env)
+        served = [Finding(*check) for check in checks]
+    else:
+        served = _check_model(model, load, defaults.model.context_length)
     findings = [
         _check_python(),
         *_check_llama_cpp(),
         _check_grammars(),
-        *_check_model(model, load, defaults.model.context_length),
+        *served,
         _check_cache(cache_dir),
     ]
     for finding in findings:
