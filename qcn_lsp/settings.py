@@ -104,8 +104,8 @@ class BackendSettings:
     )
     shape_requests: Literal["auto", "on", "off"] = setting(
         "Shape completion requests so that the endpoint keeps its hybrid-model state just "
-        "before the text you type: a prefill-only request for the repository context and the "
-        "file up to the local window when those change. `auto` does it for llama-server "
+        "before the text you type: a prefill-only request up to the start of the cursor's "
+        "line whenever the text before that line changed. `auto` does it for llama-server "
         "(see docs/remote.md).",
         "auto",
     )

@@ -28,7 +28,7 @@ from engine.remote.answers import AnswerReader
 from engine.remote.config import RemoteConfig
 from engine.remote.errors import RemoteError, redact
 from engine.remote.probe import ESTIMATE_MARGIN, ServerProbe, probe_server
-from engine.remote.shaping import WarmPlanner, server_extras, shaping_enabled, stable_prefix
+from engine.remote.shaping import WarmPlanner, server_extras, shaping_enabled, warm_boundary
 from engine.remote.sse import EventStream
 from engine.remote.transport import RemoteTransport
 from engine.segments import Conversation, Prompt
@@ -172,14 +172,15 @@ class RemoteBackend:
             self._warming.cancel()
             self._warming = None
 
+    def _shaping(self, probe: ServerProbe) -> bool:
+        return shaping_enabled(self.config.shape_requests, probe.server)
+
     def _warm_prefix(self, prompt: Prompt, lane: Lane, probe: ServerProbe) -> str | None:
-        """The stable prefix to warm before this completion, if shaping calls for one."""
-        if lane != "interactive" or not shaping_enabled(self.config.shape_requests, probe.server):
+        """The prefix to warm before this completion, if shaping calls for one."""
+        if lane != "interactive" or not self._shaping(probe):
             return None
-        prefix = stable_prefix(prompt)
-        if not self._planner.needs_warm(prefix):
-            return None
-        return prefix
+        prefix = warm_boundary(prompt)
+        return prefix if self._planner.needs_warm(prefix) else None
 
     # -- request bodies -----------------------------------------------------------------------
 
@@ -207,7 +208,8 @@ class RemoteBackend:
     def _completion_body(
         self, text: str, params: GenerationParams, probe: ServerProbe
     ) -> dict[str, Any]:
-        return {**self._sampling(params, probe), "prompt": text, **server_extras(probe.server)}
+        extras = server_extras(probe.server, self._shaping(probe))
+        return {**self._sampling(params, probe), "prompt": text, **extras}
 
     def _chat_body(self, conversation: Conversation, params: GenerationParams) -> dict[str, Any]:
         _, probe = self._started()
@@ -331,7 +333,7 @@ class RemoteBackend:
                 "nCtx": probe.n_ctx,
                 "charsPerToken": round(probe.chars_per_token, 3),
                 "tokenizer": probe.tokenizer,
-                "shaping": shaping_enabled(self.config.shape_requests, probe.server),
+                "shaping": self._shaping(probe),
             }
         return out
 

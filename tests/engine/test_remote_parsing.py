@@ -17,6 +17,7 @@ import pytest
 from engine.formats import chat_prompt, fim_prompt
 from engine.params import GenerationParams
 from engine.remote import RemoteBackend, RemoteConfig
+from engine.remote.shaping import warm_boundary
 from engine.remote.errors import (
     RemoteError,
     RemoteHTTPError,
@@ -57,6 +58,7 @@ class ScriptedServer:
     script: list[bytes]
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    models: dict[str, Any] = field(default_factory=lambda: MODELS)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -68,7 +70,7 @@ class ScriptedServer:
         method, path, _ = lines[0].split(" ")
         self.requests.append({"method": method, "path": path, "body": body, "at": time.time()})
         if path.endswith("/models"):
-            writer.write(json_response(MODELS))
+            writer.write(json_response(self.models))
         elif path.endswith("/tokenize"):
             writer.write(json_response(TOKENS))
         else:
@@ -237,3 +239,41 @@ async def test_a_server_without_streaming_answers_once(scripted: ScriptedServer)
     scripted.script.append(json_response(whole))
     backend = await started(scripted.url)
     assert await backend.stream(fim(), GenerationParams()).text() == "all"
+
+
+LLAMA_SERVER_MODELS = {
+    "object": "list",
+    "data": [
+        {"id": "m", "object": "model", "owned_by": "llamacpp", "meta": {"n_ctx": 65536}},
+    ],
+}
+
+
+def test_the_warm_boundary_is_the_start_of_the_cursors_line() -> None:
+    prompt = fim_prompt("r", [("a.py", "A = 1\n")], "b.py", "x = 1\ny = 2\nz = ", "\nw\n")
+    boundary = warm_boundary(prompt)
+    assert prompt.text.startswith(boundary) and boundary.endswith("y = 2\n")
+    assert (
+        warm_boundary(fim_prompt("r", [], "b.py", "z = ", "")).endswith("<|fim_prefix|>") is False
+    )
+
+
+async def test_llama_server_requests_are_shaped_unless_off(scripted: ScriptedServer) -> None:
+    scripted.models = LLAMA_SERVER_MODELS
+    long_file = "def helper(x):\n    return x * 2\n" * 100
+    prompt = fim_prompt("r", [("a.py", long_file)], "b.py", "x = 1\ny = ", "\n")
+    done = sse_response([chunk("", "stop")])
+    scripted.script += [done, done, done]
+    shaped = await started(scripted.url)
+    assert shaped.info().n_ctx == 65536
+    await shaped.stream(prompt, GenerationParams(max_tokens=3)).text()
+    warm, answer = (json.loads(r["body"]) for r in scripted.requests[-2:])
+    assert warm["prompt"] == warm_boundary(prompt) and warm["max_tokens"] == 1
+    assert answer["prompt"] == prompt.text
+    for body in (warm, answer):
+        assert body["timings_per_token"] is True and body["cache_prompt"] is True
+        assert {"role": "user", "delimiter": "<|file_sep|>"} in body["message_delimiters"]
+    plain = await started(scripted.url, shape_requests="off")
+    await plain.stream(prompt, GenerationParams(max_tokens=3)).text()
+    body = json.loads(scripted.requests[-1]["body"])
+    assert "message_delimiters" not in body and body["timings_per_token"] is True
