@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from qcn_lsp.doctor import _human_bytes as human
 from qcn_lsp.model_repo import PullError, RemoteFile, base_url, quant_files, repo_name
 from qcn_lsp.settings import Settings
 
@@ -58,14 +59,6 @@ class Target:
 
 def models_dir() -> Path:
     return Path(Settings().cache.dir) / "models"
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 class ProgressBar:

@@ -26,7 +26,7 @@ def doctor(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> tu
 def test_a_working_endpoint(
     server: LlamaCppServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out = doctor(
+    _, out = doctor(
         capsys, tmp_path, "--backend-url", server.base_url, "--backend-model", MODEL_ALIAS
     )
     assert f"[ok] {server.base_url} answers in" in out

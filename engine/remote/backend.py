@@ -134,7 +134,7 @@ class RemoteBackend:
             if previous is not None:
                 previous.cancel()
         if prompt.conversation is not None:
-            path, body = "chat/completions", self._chat_body(prompt.conversation, params)
+            path, body = "chat/completions", self._chat_body(prompt.conversation, params, probe)
             warm_first = None
         else:
             path, body = "completions", self._completion_body(prompt.text, params, probe)
@@ -211,8 +211,9 @@ class RemoteBackend:
         extras = server_extras(probe.server, self._shaping(probe))
         return {**self._sampling(params, probe), "prompt": text, **extras}
 
-    def _chat_body(self, conversation: Conversation, params: GenerationParams) -> dict[str, Any]:
-        _, probe = self._started()
+    def _chat_body(
+        self, conversation: Conversation, params: GenerationParams, probe: ServerProbe
+    ) -> dict[str, Any]:
         body = self._sampling(params, probe)
         body["messages"] = [_chat_message(m) for m in conversation.messages]
         if conversation.tools:

@@ -180,6 +180,8 @@ async def test_a_server_killed_mid_request_gives_one_clear_error(
             break
         with pytest.raises(RemoteDisconnected, match="closed the connection mid-answer"):
             await generation.text()
+        # Counting tokens never asks the server (it runs on every keystroke).
+        assert backend.count_tokens("def f(x):\n    return x\n") > 0
         # The next request finds nobody there, and says so.
         with pytest.raises(RemoteUnreachable):
             await backend.stream(prompt(), GenerationParams(max_tokens=2)).text()

@@ -17,13 +17,13 @@ import pytest
 from engine.formats import chat_prompt, fim_prompt
 from engine.params import GenerationParams
 from engine.remote import RemoteBackend, RemoteConfig
-from engine.remote.shaping import warm_boundary
 from engine.remote.errors import (
     RemoteError,
     RemoteHTTPError,
     RemoteProtocolError,
     RemoteStreamTruncated,
 )
+from engine.remote.shaping import warm_boundary
 from engine.toolcalls import parse_tool_calls
 
 MODELS = {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "vllm"}]}

@@ -9,14 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 SETTINGS_PREFIX = "qcn-lsp settings: "
+ResultT = TypeVar("ResultT")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -194,6 +196,19 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
         return engine == "ready"
 
     return await until_status(client, ready)
+
+
+async def once_indexed(call: Callable[[], Awaitable[ResultT]], tries: int = 120) -> ResultT:
+    """`call()`, again while the server answers that the workspace index is still building
+    (it builds in the background)."""
+    for _ in range(tries):
+        try:
+            return await call()
+        except JsonRpcException as exc:
+            if "index" not in str(exc):
+                raise
+        await asyncio.sleep(0.25)
+    raise AssertionError("the workspace index never became ready")
 
 
 class RawLspProcess:

@@ -14,7 +14,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tests.lsp.helpers import lsp_session, open_file
+from tests.lsp.helpers import lsp_session, once_indexed, open_file
 
 SOURCE = "def add(a, b):\n    return a +\n\nprint(add(1, 2))\n"
 # What the services say while the model is loading (start-up never blocks).
@@ -174,16 +174,9 @@ async def test_refactor_scopes_by_the_symbol_graph_with_progress(
             command="qcn.refactor",
             arguments=[{"instruction": "rename add to plus", "symbol": "add"}],
         )
-        for _ in range(120):  # the index builds in the background; wait for it, then the model
-            try:
-                result = await until_loaded(lambda: client.workspace_execute_command_async(command))
-                break
-            except JsonRpcException as exc:
-                if "index" not in str(exc):
-                    raise
-                await asyncio.sleep(0.25)
-        else:
-            raise AssertionError("the workspace index never became ready")
+        result = await once_indexed(
+            lambda: until_loaded(lambda: client.workspace_execute_command_async(command))
+        )
         assert result["cancelled"] is False
         [reports] = [
             r

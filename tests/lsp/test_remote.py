@@ -20,12 +20,14 @@ from tests.llama_cpp_server import MODEL_ALIAS, N_CTX, LlamaCppServer, llama_cpp
 from tests.lsp.helpers import (
     inline_params,
     lsp_session,
+    once_indexed,
     open_file,
     record_progress,
     status,
     until_ready,
     until_status,
 )
+from tests.lsp.test_actions_model import fix_params
 
 SOURCE = "import os\n\n\ndef area(width, height):\n    return width * height\n\n\nx = \n"
 KEY = "sk-remote-test-6f1c2d9e8b7a"
@@ -230,19 +232,6 @@ async def test_an_unset_key_variable_and_a_model_not_served(
         assert "backend.model" in shown
 
 
-def fix_params(uri: str) -> types.CodeActionParams:
-    where = types.Range(
-        start=types.Position(line=1, character=11), end=types.Position(line=1, character=14)
-    )
-    return types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri),
-        range=where,
-        context=types.CodeActionContext(
-            diagnostics=[types.Diagnostic(range=where, message="expected expression")]
-        ),
-    )
-
-
 async def test_code_actions_and_a_refactor_run_on_the_server(
     server: LlamaCppServer, project: Path
 ) -> None:
@@ -268,16 +257,7 @@ async def test_code_actions_and_a_refactor_run_on_the_server(
             command="qcn.refactor",
             arguments=[{"instruction": "rename add to plus", "symbol": "add"}],
         )
-        for _ in range(120):  # the index builds in the background
-            try:
-                result = await client.workspace_execute_command_async(command)
-                break
-            except JsonRpcException as exc:
-                if "index" not in str(exc):
-                    raise
-                await asyncio.sleep(0.25)
-        else:
-            raise AssertionError("the workspace index never became ready")
+        result = await once_indexed(lambda: client.workspace_execute_command_async(command))
         assert result["cancelled"] is False
         [reports] = [
             r
