@@ -197,7 +197,12 @@ def _url_file(client: httpx.Client, url: str, sha256: str | None) -> RemoteFile:
 
 def _place(files: Sequence[RemoteFile], out: Path | None) -> list[Target]:
     """Where each file goes: all parts of a split model in one directory."""
-    if out is not None and len(files) == 1 and not out.is_dir() and out.suffix == ".gguf":
+    if out is not None and not out.is_dir() and out.suffix == ".gguf":
+        if len(files) > 1:
+            raise PullError(
+                f"the model comes in {len(files)} parts, which llama.cpp finds next to each "
+                "other: give --out a directory"
+            )
         return [Target(files[0], out)]
     directory = out if out is not None else models_dir()
     return [Target(f, directory / f.name) for f in files]
