@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from context.languages import supported_languages
 from context.roots import PROJECT_MARKERS
 from qcn_lsp import __version__
 from qcn_lsp.logs import DEFAULT_LEVEL, LEVELS, setup_logging
+
+if TYPE_CHECKING:
+    from engine.testing.presets import PresetName
+
 
 # The most tokens of repository context a request can hold (the model's context window).
 MAX_BUDGET_TOKENS = 262144
@@ -128,7 +133,10 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         help="context budget in tokens (default: %(default)s)",
     )
     p.add_argument(
-        "--root", type=Path, help="the workspace folder (default: found from FILE, see above)"
+        "--root",
+        type=Path,
+        metavar="DIR",
+        help="the workspace folder (default: found from FILE, see above)",
     )
     return parser, commands
 
@@ -142,52 +150,95 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    setup_logging(args.log_level, args.log_file)
+def _fail(command: str, message: str, code: int = 1) -> int:
+    sys.stderr.write(f"qcn-lsp {command}: {message}\n")
+    return code
 
-    if args.command == "make-test-model":
-        from engine.testing import write_test_model
 
-        path = write_test_model(args.out, preset=args.preset, seed=args.seed)
-        print(
-            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, preset {args.preset}, "
-            f"seed {args.seed}); random weights: its text is noise"
+def _cannot_write(out: Path) -> str | None:
+    """Why `out` cannot be written, said with what to do; None when it looks writable."""
+    if out.is_dir():
+        return f"{out} is a folder: give the file to write, e.g. {out / 'tiny.gguf'}"
+    folder = out.parent
+    if not folder.exists():
+        return f"the folder {folder} does not exist: create it first (mkdir -p {folder})"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder: choose a path inside a folder"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write into {folder}: choose a folder you can write to"
+    return None
+
+
+def _make_test_model(out: Path, preset: PresetName, seed: int) -> int:
+    from engine.testing import write_test_model
+
+    problem = _cannot_write(out)
+    if problem is not None:
+        return _fail("make-test-model", problem)
+    try:
+        path = write_test_model(out, preset=preset, seed=seed)
+    except OSError as error:
+        return _fail(
+            "make-test-model",
+            f"cannot write {out}: {error.strerror or error}; choose a folder you can write to",
         )
-        return 0
-    if args.command == "doctor":
-        from qcn_lsp.doctor import run_doctor
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, preset {preset}, "
+        f"seed {seed}); random weights: its text is noise"
+    )
+    return 0
 
-        return run_doctor(model=args.model, cache_dir=args.cache_dir, load=not args.no_load)
-    if args.command == "index":
-        from context.cli import run_index
 
-        return run_index(args.path, out=sys.stdout)
-    if args.command == "context":
-        from context.cli import run_context
-        from context.cost import RenderedCost, estimate_tokens
-        from engine.formats import repo_context_text, repo_file_text, repo_header_text
+def _context(args: argparse.Namespace) -> int:
+    from context.cli import run_context
+    from context.cost import RenderedCost, estimate_tokens
+    from engine.formats import repo_context_text, repo_file_text, repo_header_text
 
-        # Estimated tokens of the entries exactly as the engine renders them.
-        cost = RenderedCost(estimate_tokens, repo_header_text, repo_file_text)
-        return run_context(
-            args.spec,
-            args.budget,
-            render=lambda context: repo_context_text(
-                context.repo_name, [(item.path, item.content) for item in context.files]
-            ),
-            cost=cost,
-            out=sys.stdout,
-        )
+    # Estimated tokens of the entries exactly as the engine renders them.
+    cost = RenderedCost(estimate_tokens, repo_header_text, repo_file_text)
+    return run_context(
+        args.spec,
+        args.budget,
+        root=args.root,
+        render=lambda context: repo_context_text(
+            context.repo_name, [(item.path, item.content) for item in context.files]
+        ),
+        cost=cost,
+        out=sys.stdout,
+    )
 
+
+def _serve(tcp: tuple[str, int] | None) -> int:
     from qcn_lsp.app import create_server
+    from qcn_lsp.transport import serve_stdio, serve_tcp
 
     server = create_server()
-    if args.tcp:
-        server.start_tcp(*args.tcp)
-    else:
-        server.start_io()
-    return 0
+    return serve_stdio(server) if tcp is None else serve_tcp(server, *tcp)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        setup_logging(args.log_level, args.log_file)
+    except OSError as error:
+        return _fail("--log-file", f"cannot open {args.log_file}: {error.strerror or error}", 2)
+    try:
+        if args.command == "make-test-model":
+            return _make_test_model(args.out, args.preset, args.seed)
+        if args.command == "doctor":
+            from qcn_lsp.doctor import run_doctor
+
+            return run_doctor(model=args.model, cache_dir=args.cache_dir, load=not args.no_load)
+        if args.command == "index":
+            from context.cli import run_index
+
+            return run_index(args.path, out=sys.stdout)
+        if args.command == "context":
+            return _context(args)
+        return _serve(args.tcp)
+    except KeyboardInterrupt:
+        sys.stderr.write("qcn-lsp: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":
