@@ -274,12 +274,13 @@ def summary(last: dict[str, Any] | None) -> str:
 
 def next_steps(model: Path, generated: bool) -> str:
     init_lua = shown(REPO_ROOT / "editors" / "neovim" / "init.lua")
+    example = shown(REPO_ROOT / "scripts" / "demo.py")
     qcn_lsp = shown(REPO_ROOT / ".venv" / "bin" / "qcn-lsp")
     return "\n".join(
         [
             "Next:",
             "  put qcn-lsp on PATH     make install   (~/.local/bin; or: pipx install .)",
-            f"  try it in Neovim        QCN_MODEL={model} nvim -u {init_lua} FILE.py",
+            f"  try it in Neovim        QCN_MODEL={model} nvim -u {init_lua} {example}",
             "  set up your editor      editors/README.md (Neovim, Emacs, Helix, VS Code)",
             *(
                 [
