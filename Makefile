@@ -34,7 +34,8 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(call install_llama_cpp,$(PY))
 	@echo ">> installing qcn-lsp and its test extras"
-	@$(PY) -m pip install -q -e '.[test]'
+	@# setuptools warns that folders named like the packages shadow them: in a checkout they are them.
+	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
 demo: $(VENV)/.installed
