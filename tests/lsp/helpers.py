@@ -198,12 +198,12 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str, stderr: int = subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcn_lsp", "--log-level", "WARNING"],
+            [sys.executable, "-m", "qcn_lsp", *(args or ("--log-level", "WARNING"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             env=server_env(),
         )
         self._next_id = 0
@@ -232,9 +232,15 @@ class RawLspProcess:
             if message.get("id") == self._next_id and "method" not in message:
                 return message
 
-    def initialize(self) -> dict[str, Any]:
+    def initialize(self, initialization_options: Any = None) -> dict[str, Any]:
         response = self.request(
-            "initialize", {"processId": None, "rootUri": None, "capabilities": {}}
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": None,
+                "capabilities": {},
+                "initializationOptions": initialization_options,
+            },
         )
         self.send({"method": "initialized", "params": {}})
         return response
