@@ -60,6 +60,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         type=_host_port,
         help="serve LSP over TCP instead of stdio (port 0: any free port; it says which)",
     )
+    # Clients' stdio transports (vscode-languageclient's TransportKind.stdio) append it.
+    parser.add_argument("--stdio", action="store_true", help="serve LSP over stdio (the default)")
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -235,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_index(args.path, out=sys.stdout)
         if args.command == "context":
             return _context(args)
+        if args.stdio and args.tcp is not None:
+            return _fail("--stdio", "choose one transport: --stdio or --tcp", 2)
         return _serve(args.tcp)
     except KeyboardInterrupt:
         sys.stderr.write("qcn-lsp: interrupted\n")

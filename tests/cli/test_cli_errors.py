@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from tests.cli.tools import one_line_error, run_cli
-from tests.lsp.helpers import server_env
+from tests.lsp.helpers import RawLspProcess, server_env
 
 
 def test_make_test_model_into_paths_it_cannot_write(tmp_path: Path) -> None:
@@ -120,3 +120,18 @@ def test_piped_input_that_is_not_lsp_is_told_what_the_server_speaks() -> None:
     line = one_line_error(run_cli(stdin="hello\n"), "speaks LSP", "stdin/stdout", "'hello'")
     assert "editors/README.md" in line
     assert run_cli(stdin="hello\n").returncode == 2
+
+
+def test_stdio_flag_that_client_transports_append_serves_lsp() -> None:
+    # vscode-languageclient's stdio transport launches `qcn-lsp --stdio`.
+    peer = RawLspProcess("--stdio", "--log-level", "WARNING")
+    try:
+        answer = peer.initialize()
+        assert answer["result"]["serverInfo"]["name"] == "qcn-lsp"
+        assert peer.close() == 0
+    finally:
+        peer.proc.kill()
+
+
+def test_stdio_and_tcp_together_are_one_line() -> None:
+    one_line_error(run_cli("--stdio", "--tcp", "127.0.0.1:0"), "--stdio", "--tcp")
