@@ -26,6 +26,7 @@ from engine.segments import Prompt
 from qcn_lsp import completion_logic as logic
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.services import Services
+from qcn_lsp.text_sync import open_text_document
 from qcn_lsp.wire import report_dict
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Completer:
 
     def cursor(self, uri: str, position: types.Position) -> Cursor | None:
         """The cursor in an open document; None for documents qcn-lsp will not complete."""
-        document = self.server.workspace.text_documents.get(uri)
+        document = open_text_document(self.server.workspace, uri)
         if document is None:
             return None
         source = document.source
@@ -137,7 +138,7 @@ class Completer:
         )
 
     def document_version(self, uri: str) -> int | None:
-        document = self.server.workspace.text_documents.get(uri)
+        document = open_text_document(self.server.workspace, uri)
         return None if document is None else document.version
 
     # -- the request --------------------------------------------------------------------------

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from qcn_lsp import __version__
 from qcn_lsp.services import Services
 from qcn_lsp.settings import Settings
+from qcn_lsp.text_sync import LspWorkspace
 
 logger = logging.getLogger(__name__)
 
 InitializedListener = Callable[["QcnServer"], None]
+SYNC_KIND = types.TextDocumentSyncKind.Incremental
 
 
 class _AnsweredRequest:
@@ -31,11 +33,19 @@ class _AnsweredRequest:
 
 
 class QcnProtocol(LanguageServerProtocol):
-    """pygls' protocol, except that every request gets an answer.
+    """pygls' protocol, except that every request gets an answer and documents have LSP's lines.
 
     pygls 2.1 drops requests whose params cannot be deserialized without answering them, so an
     editor waiting on one would hang. Here they get InvalidParams (-32602) naming the method.
     """
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, Any]:
+        result = yield from super().lsp_initialize(params)
+        # pygls creates a plain Workspace here, before any document is opened; ours cuts lines
+        # only at LSP's line ends (qcn_lsp.text_sync).
+        self._workspace = LspWorkspace.like(self.workspace, SYNC_KIND)
+        return result
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -70,7 +80,7 @@ class QcnServer(LanguageServer):
             name="qcn-lsp",
             version=__version__,
             protocol_cls=QcnProtocol,
-            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            text_document_sync_kind=SYNC_KIND,
         )
         self.settings = Settings()
         self._initialized_listeners: list[InitializedListener] = []

@@ -17,6 +17,7 @@ from lsprotocol import types
 from qcn_lsp.edits import EditRejected
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.region_rewrite import rewrite_region
+from qcn_lsp.text_sync import open_text_document
 from qcn_lsp.wire import LSP_CONVERTER, structured
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def register(server: QcnServer) -> None:
     )
     def code_action(ls: QcnServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
-        doc = ls.workspace.text_documents.get(uri)
+        doc = open_text_document(ls.workspace, uri)
         if doc is None or not uri.startswith("file:"):
             return []  # nothing to offer for unopened or non-file documents
         return list_actions(uri, doc.version, params)

@@ -32,6 +32,7 @@ from qcn_lsp.region_rewrite import rewrite_region
 
 # Imported at run time: pygls resolves the annotations of command handlers.
 from qcn_lsp.server import QcnServer
+from qcn_lsp.text_sync import open_text_document
 from qcn_lsp.tool_loop import SERVICE_WAIT_S, file_prompt, propose_changes, start_run
 from qcn_lsp.wire import LSP_CONVERTER, structured
 from qcn_lsp.workspace import workspace_edit_for, workspace_files
@@ -219,7 +220,7 @@ def _symbol_at(ls: QcnServer, arguments: Mapping[str, Any]) -> str:
     uri, position = arguments.get("uri"), arguments.get("position")
     if not isinstance(uri, str) or not isinstance(position, Mapping):
         raise JsonRpcInvalidParams(f"{REFACTOR_COMMAND}: give 'symbol' or 'uri' and 'position'")
-    doc = ls.workspace.text_documents.get(uri)
+    doc = open_text_document(ls.workspace, uri)
     if doc is None:
         raise JsonRpcInvalidParams(f"{REFACTOR_COMMAND}: {uri} is not open")
     word = doc.word_at_position(_structured(position, types.Position, REFACTOR_COMMAND))
