@@ -31,7 +31,7 @@ CURSOR = types.Position(line=7, character=4)  # after "x = "
 def options(model: Path, **completion: Any) -> dict[str, Any]:
     return {
         "model": {"path": str(model), "contextLength": 2048},
-        "completion": {"maxTokens": 8, "debounceMs": 0, **completion},
+        "completion": {"maxTokens": 8, "debounceMs": 0, "timeoutMs": 120_000, **completion},
         "cache": {"dir": str(model.parent / "cache")},
     }
 

@@ -267,7 +267,7 @@ async def test_completions_after_odd_characters_and_lone_cr(
     str.splitlines these cursors were "beyond the end of line" (-32602)."""
     settings = {
         "model": {"path": str(tiny_model), "contextLength": 2048},
-        "completion": {"maxTokens": 4, "debounceMs": 0},
+        "completion": {"maxTokens": 4, "debounceMs": 0, "timeoutMs": 120_000},
         "cache": {"dir": str(tmp_path / "cache")},
     }
     # VS Code's capabilities: UTF-16 columns, as the reference counts them.
