@@ -34,8 +34,8 @@ from qcn_lsp.region_rewrite import rewrite_region
 from qcn_lsp.server import QcnServer
 from qcn_lsp.text_sync import open_text_document
 from qcn_lsp.tool_loop import SERVICE_WAIT_S, file_prompt, propose_changes, start_run
-from qcn_lsp.wire import LSP_CONVERTER, structured
-from qcn_lsp.workspace import workspace_edit_for, workspace_files
+from qcn_lsp.wire import structured
+from qcn_lsp.workspace import apply_edit, workspace_edit_for, workspace_files
 
 if TYPE_CHECKING:
     from context.index import RepoIndex
@@ -143,32 +143,11 @@ async def _send_edit(
         plan = plan_changes(files, changes)
         edit = workspace_edit_for(ls, files, plan, label[:80])
     except EditRejected as exc:
+        # The reason goes back in the result only: the plugin that ran the command shows it.
         message = "; ".join([*skipped, str(exc)])
-        ls.window_show_message(
-            types.ShowMessageParams(type=types.MessageType.Warning, message=f"qcn-lsp: {message}")
-        )
         return {"applied": False, "cancelled": False, "files": [], "reason": message}
     names = [files.display(path) for path in plan.paths()]
     return await apply_edit(ls, edit, label, names, "; ".join(skipped) or None)
-
-
-async def apply_edit(
-    ls: QcnServer, edit: types.WorkspaceEdit, label: str, names: list[str], note: str | None
-) -> dict[str, Any]:
-    """Send `edit` with workspace/applyEdit; the command's result says what became of it."""
-    outcome: dict[str, Any] = {"applied": False, "cancelled": False, "files": names}
-    workspace = ls.client_capabilities.workspace
-    if not (workspace and workspace.apply_edit):
-        # The edit still goes back, for a client that applies command results itself.
-        outcome["reason"] = "this editor does not accept workspace/applyEdit"
-        outcome["edit"] = LSP_CONVERTER.unstructure(edit)
-        return outcome
-    result = await ls.workspace_apply_edit_async(
-        types.ApplyWorkspaceEditParams(edit=edit, label=f"qcn: {label[:80]}")
-    )
-    outcome["applied"] = bool(result and result.applied)
-    outcome["reason"] = (result.failure_reason if result else None) or note
-    return outcome
 
 
 def _scope_paths(index: RepoIndex, symbol: str) -> list[Path]:

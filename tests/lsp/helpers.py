@@ -207,6 +207,7 @@ class RawLspProcess:
             env=server_env(),
         )
         self._next_id = 0
+        self.notifications: list[dict[str, Any]] = []
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps({"jsonrpc": "2.0", **message}).encode()
@@ -224,17 +225,30 @@ class RawLspProcess:
         return json.loads(self.proc.stdout.read(length))
 
     def request(self, method: str, params: Any) -> dict[str, Any]:
-        """Send a request and return its response, skipping notifications and server requests."""
+        """Send a request and return its response; notifications meanwhile are kept in
+        `notifications`, server requests skipped."""
         self._next_id += 1
         self.send({"id": self._next_id, "method": method, "params": params})
         while True:
             message = self.read()
             if message.get("id") == self._next_id and "method" not in message:
                 return message
+            if "method" in message and "id" not in message:
+                self.notifications.append(message)
 
-    def initialize(self) -> dict[str, Any]:
+    def notification(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first notification (seen or next) for which `predicate` holds."""
+        while True:
+            for message in self.notifications:
+                if predicate(message):
+                    return message
+            message = self.read()
+            if "method" in message and "id" not in message:
+                self.notifications.append(message)
+
+    def initialize(self, **params: Any) -> dict[str, Any]:
         response = self.request(
-            "initialize", {"processId": None, "rootUri": None, "capabilities": {}}
+            "initialize", {"processId": None, "rootUri": None, "capabilities": {}, **params}
         )
         self.send({"method": "initialized", "params": {}})
         return response
