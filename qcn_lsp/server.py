@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from qcn_lsp import __version__
+from qcn_lsp.errors import RequestFailed
 from qcn_lsp.services import Services
 from qcn_lsp.settings import Settings
 from qcn_lsp.text_sync import LspWorkspace
@@ -65,6 +67,19 @@ class QcnProtocol(LanguageServerProtocol):
         if isinstance(message, _AnsweredRequest):
             return
         super().handle_message(message)
+
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
+        # Expected outcomes answered as errors (RequestFailed: nothing to offer, the model not
+        # ready; InvalidParams: a bad request) are one log line each; pygls would log them as
+        # ERROR tracebacks.
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, RequestFailed | JsonRpcInvalidParams):
+            self._request_futures.pop(msg_id, None)
+            level = logging.INFO if isinstance(error, RequestFailed) else logging.WARNING
+            logger.log(level, "request %s answered with error %s: %s", msg_id, error.code, error)
+            self._send_response(msg_id, error=error.to_response_error())
+            return
+        super()._send_handler_result(future, msg_id=msg_id)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -198,14 +198,17 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcn_lsp", "--log-level", "WARNING"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=server_env(),
-        )
+    def __init__(self, log_level: str = "WARNING", stderr: Path | None = None) -> None:
+        """`stderr`: a file to write the server's log to (else it is dropped)."""
+        with contextlib.ExitStack() as files:
+            log = subprocess.DEVNULL if stderr is None else files.enter_context(stderr.open("wb"))
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qcn_lsp", "--log-level", log_level],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=server_env(),
+            )
         self._next_id = 0
         self.notifications: list[dict[str, Any]] = []
 

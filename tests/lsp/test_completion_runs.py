@@ -16,6 +16,7 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 from tests.lsp.helpers import (
+    RawLspProcess,
     inline_params,
     lsp_session,
     open_document,
@@ -216,3 +217,36 @@ async def test_the_first_completion_while_the_model_loads_says_so_once(
         assert loading == [
             "qcn-lsp: the model is still loading; completions start as soon as it is ready"
         ]
+
+
+def test_expected_outcomes_are_one_log_line_not_a_traceback(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    server = RawLspProcess(log_level="INFO", stderr=log)
+    try:
+        server.initialize()
+        uri = (tmp_path / "a.py").as_uri()
+        server.send(
+            {
+                "method": "textDocument/didOpen",
+                "params": {
+                    "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x"}
+                },
+            }
+        )
+        position = {"line": 0, "character": 1}
+        invoked = {
+            "textDocument": {"uri": uri},
+            "position": position,
+            "context": {"triggerKind": 1},
+        }
+        refused = server.request("textDocument/inlineCompletion", invoked)
+        assert refused["error"]["code"] == -32803  # no model configured
+        forged = server.request("codeAction/resolve", {"title": "x", "data": {"uri": 5}})
+        assert forged["error"]["code"] == -32803
+        beyond = {**invoked, "position": {"line": 9, "character": 0}}
+        assert server.request("textDocument/inlineCompletion", beyond)["error"]["code"] == -32602
+    finally:
+        server.close()
+    text = log.read_text()
+    assert "Traceback" not in text and " ERROR " not in text, text
+    assert "answered with error -32803: qcn-lsp: no model configured" in text, text
