@@ -81,7 +81,7 @@ def register(server: QcnServer) -> None:
         try:
             edit = await rewrite_region(ls, uri, client_range, instruction, None)
         except EditRejected as exc:
-            return {"applied": False, "cancelled": False, "files": [], "reason": str(exc)}
+            return _nothing_applied(ls, str(exc))
         return await apply_edit(ls, edit, instruction, [uri_to_path(uri).name], None)
 
 
@@ -143,11 +143,18 @@ async def _send_edit(
         plan = plan_changes(files, changes)
         edit = workspace_edit_for(ls, files, plan, label[:80])
     except EditRejected as exc:
-        # The reason goes back in the result only: the plugin that ran the command shows it.
-        message = "; ".join([*skipped, str(exc)])
-        return {"applied": False, "cancelled": False, "files": [], "reason": message}
+        return _nothing_applied(ls, "; ".join([*skipped, str(exc)]))
     names = [files.display(path) for path in plan.paths()]
     return await apply_edit(ls, edit, label, names, "; ".join(skipped) or None)
+
+
+def _nothing_applied(ls: QcnServer, reason: str) -> dict[str, Any]:
+    """The result of a command that has no edit to send. The plugin that ran the command shows
+    the reason; a `window/logMessage` keeps it for clients that ignore results (Helix)."""
+    ls.window_log_message(
+        types.LogMessageParams(type=types.MessageType.Info, message=f"qcn-lsp: {reason}")
+    )
+    return {"applied": False, "cancelled": False, "files": [], "reason": reason}
 
 
 def _scope_paths(index: RepoIndex, symbol: str) -> list[Path]:
