@@ -280,6 +280,8 @@ class Completer:
             )
         elif run.phase == "index":
             reason = "waiting for the workspace index"
+        elif run.phase == "debounce":
+            reason = "waiting for typing to pause (completion.debounceMs)"
         else:
             reason = "the model is still writing"
         logger.info("completion %s not ready in time: %s", run.cursor.uri, reason)
