@@ -410,8 +410,11 @@ class Completer:
             return Path(path).parent.name, []
         if self._assembler is None or self._assembler_index is not index:
             from context.assemble import ContextAssembler
+            from context.cost import RenderedCost
+            from engine.formats import repo_file_text, repo_header_text
 
-            self._assembler = ContextAssembler(index, count_tokens)
+            cost = RenderedCost(count_tokens, repo_header_text, repo_file_text)
+            self._assembler = ContextAssembler(index, cost)
             self._assembler_index = index
         # The context package counts lines at `\n`, as tree-sitter does.
         line = cursor.prefix.count("\n")

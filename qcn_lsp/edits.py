@@ -21,6 +21,7 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec
 
 from context.languages import grammar, language_for_path
+from context.textdiff import common_affixes
 from qcn_lsp.text_sync import line_content, lsp_lines
 
 # Larger files are not offered to the model (nor patched): a whole-file read of a huge or
@@ -176,17 +177,8 @@ def replace_exactly_once(text: str, old_text: str, new_text: str, name: str) -> 
 
 def changed_span(before: str, after: str) -> tuple[int, int, str]:
     """The smallest (start, end, replacement) in `before` that turns it into `after`."""
-    limit = min(len(before), len(after))
-    start = 0
-    while start < limit and before[start] == after[start]:
-        start += 1
-    end_before, end_after = len(before), len(after)
-    while (
-        end_before > start and end_after > start and before[end_before - 1] == after[end_after - 1]
-    ):
-        end_before -= 1
-        end_after -= 1
-    return start, end_before, after[start:end_after]
+    prefix, suffix = common_affixes(before, after)
+    return prefix, len(before) - suffix, after[prefix : len(after) - suffix]
 
 
 def offset_to_position(text: str, offset: int, codec: PositionCodec) -> types.Position:

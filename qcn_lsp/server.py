@@ -18,6 +18,7 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from qcn_lsp import __version__
 from qcn_lsp.errors import RequestFailed
+from qcn_lsp.logs import use_level
 from qcn_lsp.services import Services
 from qcn_lsp.settings import Settings
 from qcn_lsp.text_sync import LspWorkspace
@@ -132,6 +133,8 @@ class QcnServer(LanguageServer):
                 message=f"qcn-lsp settings: {json.dumps(new.values, sort_keys=True)}",
             )
         )
+        if "log.level" in changed:
+            use_level(new.log.level)
         if changed:
             logger.info("settings changed: %s", ", ".join(sorted(changed)))
             self.services.settings_changed(previous)

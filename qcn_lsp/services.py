@@ -313,8 +313,8 @@ class Services:
     def _index_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {"state": self._index_state, "error": self._index_error}
         if self._index is not None:
-            # A snapshot: the index thread may be updating the graph meanwhile.
-            files = tuple(self._index.graph.files.values())
+            with self._index.reading() as graph:
+                files = tuple(graph.files.values())
             status.update(
                 files=len(files), definitions=sum(len(tags.definitions) for tags in files)
             )

@@ -198,6 +198,15 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = setting(
+        "Level of the server's log on stderr, which editors keep in their LSP log (Neovim's "
+        "`lsp.log` marks every such line `[ERROR]`). Wins over the `--log-level` flag once "
+        "the settings arrive; null means the flag's level, `WARNING` unless given."
+    )
+
+
+@dataclass(frozen=True)
 class SettingSpec:
     """One documented key: its dotted wire name, where it lives, its type and meaning."""
 
@@ -226,6 +235,7 @@ class Settings:
     edits: EditsSettings = field(default_factory=EditsSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def values(self) -> dict[str, Any]:

@@ -97,9 +97,9 @@ async def edit_files(
     targets = [files.resolve(str(path)) for path in paths]
     run = await start_run(ls, key=f"refactor:{uuid.uuid4().hex}")
     try:
-        graph = (await ls.services.index_ready(SERVICE_WAIT_S)).graph
+        index: RepoIndex | None = await ls.services.index_ready(SERVICE_WAIT_S)
     except JsonRpcException:
-        graph = None  # read-only tools say the index is not ready
+        index = None  # read-only tools say the index is not ready
     changes: list[ProposedChange] = []
     skipped: list[str] = []
     async with Progress(ls, title) as progress:
@@ -118,7 +118,7 @@ async def edit_files(
                     run,
                     files,
                     messages,
-                    graph=graph,
+                    index=index,
                     max_rounds=ls.settings.edits.max_tool_rounds,
                 )
             except asyncio.CancelledError:
@@ -159,9 +159,9 @@ def _nothing_applied(ls: QcnServer, reason: str) -> dict[str, Any]:
 
 def _scope_paths(index: RepoIndex, symbol: str) -> list[Path]:
     """The definition file(s) of `symbol` and every file referencing it, definitions first."""
-    graph = index.graph
-    keys = [item.path for item in graph.definitions(symbol)]
-    keys += [item.path for item in graph.references(symbol)]
+    with index.reading() as graph:
+        keys = [item.path for item in graph.definitions(symbol)]
+        keys += [item.path for item in graph.references(symbol)]
     return [index.scanner.path_for(key) for key in dict.fromkeys(keys)]
 
 

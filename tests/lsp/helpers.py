@@ -198,17 +198,14 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self, log_level: str = "WARNING", stderr: Path | None = None) -> None:
-        """`stderr`: a file to write the server's log to (else it is dropped)."""
-        with contextlib.ExitStack() as files:
-            log = subprocess.DEVNULL if stderr is None else files.enter_context(stderr.open("wb"))
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "qcn_lsp", "--log-level", log_level],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=server_env(),
-            )
+    def __init__(self, *args: str, stderr: int = subprocess.DEVNULL) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qcn_lsp", *(args or ("--log-level", "WARNING"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=server_env(),
+        )
         self._next_id = 0
         self.notifications: list[dict[str, Any]] = []
 
@@ -249,9 +246,17 @@ class RawLspProcess:
             if "method" in message and "id" not in message:
                 self.notifications.append(message)
 
-    def initialize(self, **params: Any) -> dict[str, Any]:
+    def initialize(self, initialization_options: Any = None, **params: Any) -> dict[str, Any]:
+        """`params`: further InitializeParams fields (e.g. rootUri)."""
         response = self.request(
-            "initialize", {"processId": None, "rootUri": None, "capabilities": {}, **params}
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": None,
+                "capabilities": {},
+                "initializationOptions": initialization_options,
+                **params,
+            },
         )
         self.send({"method": "initialized", "params": {}})
         return response

@@ -7,6 +7,7 @@ The real server and engine on the tiny model. How often the model ran is read fr
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -220,8 +221,7 @@ async def test_the_first_completion_while_the_model_loads_says_so_once(
 
 
 def test_expected_outcomes_are_one_log_line_not_a_traceback(tmp_path: Path) -> None:
-    log = tmp_path / "server.log"
-    server = RawLspProcess(log_level="INFO", stderr=log)
+    server = RawLspProcess("--log-level", "INFO", stderr=subprocess.PIPE)
     try:
         server.initialize()
         uri = (tmp_path / "a.py").as_uri()
@@ -247,6 +247,7 @@ def test_expected_outcomes_are_one_log_line_not_a_traceback(tmp_path: Path) -> N
         assert server.request("textDocument/inlineCompletion", beyond)["error"]["code"] == -32602
     finally:
         server.close()
-    text = log.read_text()
+    assert server.proc.stderr is not None
+    text = server.proc.stderr.read().decode()
     assert "Traceback" not in text and " ERROR " not in text, text
     assert "answered with error -32803: qcn-lsp: no model configured" in text, text
