@@ -147,6 +147,20 @@ def inline_params(uri: str, position: types.Position, invoked: bool = True) -> A
     )
 
 
+def popup_params(uri: str, position: types.Position, trigger: str | None = None) -> Any:
+    """A popup completion request: invoked, or typed `trigger` character."""
+    context = (
+        types.CompletionContext(
+            trigger_kind=types.CompletionTriggerKind.TriggerCharacter, trigger_character=trigger
+        )
+        if trigger
+        else types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked)
+    )
+    return types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=position, context=context
+    )
+
+
 def record_progress(client: LanguageClient) -> list[Any]:
     """Every qcn/completionProgress notification the client receives from now on."""
     received: list[Any] = []

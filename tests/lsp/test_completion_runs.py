@@ -21,6 +21,7 @@ from tests.lsp.helpers import (
     inline_params,
     lsp_session,
     open_document,
+    popup_params,
     status,
     until_ready,
     until_status,
@@ -36,19 +37,6 @@ def options(model: Path, **completion: Any) -> dict[str, Any]:
         "completion": {"maxTokens": 8, "debounceMs": 0, "timeoutMs": 120_000, **completion},
         "cache": {"dir": str(model.parent / "cache")},
     }
-
-
-def popup_params(uri: str, position: types.Position, trigger: str | None = None) -> Any:
-    context = (
-        types.CompletionContext(
-            trigger_kind=types.CompletionTriggerKind.TriggerCharacter, trigger_character=trigger
-        )
-        if trigger
-        else types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked)
-    )
-    return types.CompletionParams(
-        text_document=types.TextDocumentIdentifier(uri=uri), position=position, context=context
-    )
 
 
 def inline_text(answer: Any) -> str:

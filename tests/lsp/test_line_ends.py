@@ -32,7 +32,13 @@ from qcn_lsp.edits import (
 )
 from qcn_lsp.region_rewrite import region_for
 from qcn_lsp.text_sync import LspPositionCodec, LspTextDocument, lsp_lines
-from tests.lsp.helpers import RawLspProcess, lsp_session, open_document, until_ready
+from tests.lsp.helpers import (
+    RawLspProcess,
+    lsp_session,
+    open_document,
+    popup_params,
+    until_ready,
+)
 
 # Characters str.splitlines breaks at although LSP does not, LSP's own line ends, an astral
 # character (two UTF-16 units) and plain text.
@@ -279,11 +285,7 @@ async def test_completions_after_odd_characters_and_lone_cr(
             open_document(client, uri, text)
             line = 1 if separator in ("\x0c\n", "\r", "\r\n") else 0
             cursor = types.Position(line=line, character=utf16_units(reference_lines(text)[line]))
-            answer = await client.text_document_completion_async(
-                types.CompletionParams(
-                    text_document=types.TextDocumentIdentifier(uri=uri), position=cursor
-                )
-            )
+            answer = await client.text_document_completion_async(popup_params(uri, cursor))
             assert isinstance(answer, types.CompletionList)
             for item in answer.items:
                 assert isinstance(item.text_edit, types.TextEdit)
