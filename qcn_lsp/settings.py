@@ -142,6 +142,16 @@ class CompletionSettings:
         minimum=0,
         maximum=600000,
     )
+    timeout_ms: int = setting(
+        "Longest a completion request waits for its answer. Longer work (the model still "
+        "loading, the first prompt reading the whole repository context) goes on in the "
+        "background: an automatic request is answered empty and an invoked one with an error "
+        "saying why, and a request asking again at that spot gets the finished completion. "
+        "Keep it below the editor's own request timeout (eglot: 10 s).",
+        8000,
+        minimum=100,
+        maximum=600000,
+    )
 
 
 @dataclass(frozen=True)
