@@ -84,7 +84,7 @@ def test_setting_matches_the_documentation(row: dict[str, str]) -> None:
     bounds = row["range"].strip()
     if bounds:
         low, high = (part.strip() for part in bounds.split("\u2013"))
-        assert (f"{spec['minimum']:g}", f"{spec['maximum']:g}") == (low, high)
+        assert (spec["minimum"], spec["maximum"]) == (float(low), float(high))
     else:
         assert "minimum" not in spec and "maximum" not in spec
 
