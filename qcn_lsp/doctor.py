@@ -112,17 +112,35 @@ def _check_grammars() -> Finding:
     )
 
 
+def demo_model_path() -> Path:
+    """Where `make demo` (scripts/demo.py) writes its test model: in the cache directory, so
+    that every installation of qcn-lsp finds it."""
+    return Path(Settings().cache.dir) / "models" / "tiny.gguf"
+
+
 def _check_model(model: Path | None, load: bool, context_length: int) -> list[Finding]:
     from engine.gguf_info import GGUFInfoError, read_gguf_info
 
     if model is None:
+        demo = demo_model_path()
+        if not demo.is_file():
+            return [
+                Finding(
+                    False,
+                    "no model configured",
+                    "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
+                    "setting; for a test model: qcn-lsp make-test-model model.gguf",
+                )
+            ]
+        # What `make demo` wrote: checked, and named, so that an editor can be pointed at it.
         return [
             Finding(
                 False,
-                "no model configured",
-                "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
-                "setting; for a test model: qcn-lsp make-test-model model.gguf",
-            )
+                f"no model configured; checking the demo's test model {demo} instead",
+                f"set QCN_MODEL={demo} (random weights: its text is noise) or "
+                "QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf, or the `model.path` setting",
+            ),
+            *_check_model(demo, load, context_length),
         ]
     try:
         info = read_gguf_info(model)

@@ -230,8 +230,11 @@ class Services:
             return "not started (waiting for the client's `initialized`)"
         return "model still loading"
 
-    async def backend_ready(self, timeout: float) -> Backend:
-        """The loaded backend, waiting up to `timeout` s; else RequestFailed."""
+    async def backend_ready(
+        self, timeout: float, on_wait: Callable[[], None] | None = None
+    ) -> Backend:
+        """The loaded backend, waiting up to `timeout` s; else RequestFailed. `on_wait` is
+        called when the wait is for a model still loading."""
         deadline = time.monotonic() + timeout
         if not self.started:
             # Requests may arrive before `initialized` was handled (settings still being pulled).
@@ -244,6 +247,8 @@ class Services:
             remaining = deadline - time.monotonic()
             if self._backend_error is not None or task is None or remaining <= 0:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
+            if on_wait is not None:
+                on_wait()
             # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
             await asyncio.wait({task}, timeout=remaining)
             if task.done() and task is self._backend_task and self._backend is None:

@@ -49,8 +49,12 @@ def contributed() -> dict[str, dict[str, Any]]:
 def expected_type(doc_type: str) -> dict[str, Any]:
     if doc_type in TYPES:
         return TYPES[doc_type]
-    choices = re.findall(r"'([^']*)'", doc_type)
-    assert choices and " | ".join(f"'{c}'" for c in choices) == doc_type, doc_type
+    # Choices read "'a' \\| 'b'" (the bar escaped inside a table cell), maybe "or null".
+    choices_text, nullable = doc_type.removesuffix(" or null"), doc_type.endswith(" or null")
+    choices: list[str | None] = list(re.findall(r"'([^']*)'", choices_text))
+    assert choices and " \\| ".join(f"'{c}'" for c in choices) == choices_text, doc_type
+    if nullable:
+        return {"type": ["string", "null"], "enum": [*choices, None]}
     return {"type": "string", "enum": choices}
 
 
@@ -80,7 +84,7 @@ def test_setting_matches_the_documentation(row: dict[str, str]) -> None:
     bounds = row["range"].strip()
     if bounds:
         low, high = (part.strip() for part in bounds.split("\u2013"))
-        assert (f"{spec['minimum']:g}", f"{spec['maximum']:g}") == (low, high)
+        assert (spec["minimum"], spec["maximum"]) == (float(low), float(high))
     else:
         assert "minimum" not in spec and "maximum" not in spec
 
