@@ -18,10 +18,12 @@ from engine.formats import chat_prompt, fim_prompt
 from engine.params import GenerationParams
 from engine.remote import RemoteBackend, RemoteConfig
 from engine.remote.errors import (
+    RemoteAuthError,
     RemoteError,
     RemoteHTTPError,
     RemoteProtocolError,
     RemoteStreamTruncated,
+    RemoteTimeout,
 )
 from engine.remote.shaping import warm_boundary
 from engine.toolcalls import parse_tool_calls
@@ -53,12 +55,13 @@ def chunk(text: str, finish: str | None = None) -> str:
 
 @dataclass
 class ScriptedServer:
-    """Answers each request with the next scripted raw response (after the probe's two)."""
+    """Answers each request with the next scripted raw response (after the probe's two); a
+    (response, seconds) entry sends the response, then holds the connection that long."""
 
-    script: list[bytes]
+    script: list[bytes | tuple[bytes, float]]
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
-    models: dict[str, Any] = field(default_factory=lambda: MODELS)
+    models: dict[str, Any] | bytes = field(default_factory=lambda: MODELS)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -69,13 +72,18 @@ class ScriptedServer:
         body = await reader.readexactly(length) if length else b""
         method, path, _ = lines[0].split(" ")
         self.requests.append({"method": method, "path": path, "body": body, "at": time.time()})
+        hold = 0.0
         if path.endswith("/models"):
-            writer.write(json_response(self.models))
+            models = self.models
+            writer.write(models if isinstance(models, bytes) else json_response(models))
         elif path.endswith("/tokenize"):
             writer.write(json_response(TOKENS))
         else:
-            writer.write(self.script.pop(0))
+            answer = self.script.pop(0)
+            answer, hold = answer if isinstance(answer, tuple) else (answer, 0.0)
+            writer.write(answer)
         await writer.drain()
+        await asyncio.sleep(hold)
         writer.close()
 
     @property
@@ -156,6 +164,37 @@ async def test_an_error_event_mid_stream(scripted: ScriptedServer) -> None:
     backend = await started(scripted.url)
     with pytest.raises(RemoteHTTPError, match="out of memory"):
         await backend.stream(fim(), GenerationParams()).text()
+
+
+async def test_a_server_silent_past_the_read_timeout_mid_answer(
+    scripted: ScriptedServer,
+) -> None:
+    started_stream = sse_response([chunk("x")], done=False, close_early=True)
+    scripted.script.append((started_stream, 3.0))
+    backend = await started(scripted.url, read_timeout_s=0.3)
+    with pytest.raises(RemoteTimeout, match="stopped sending mid-answer"):
+        await backend.stream(fim(), GenerationParams()).text()
+
+
+async def test_a_server_silent_before_answering(scripted: ScriptedServer) -> None:
+    scripted.script.append((b"", 3.0))
+    backend = await started(scripted.url, read_timeout_s=0.3)
+    with pytest.raises(RemoteTimeout, match=r"sent nothing for 0.3 s.*backend.readTimeoutS"):
+        await backend.stream(fim(), GenerationParams()).text()
+
+
+async def test_a_forbidden_key_is_its_own_error(scripted: ScriptedServer) -> None:
+    scripted.script.append(json_response({"error": {"message": "no access to m"}}, 403))
+    backend = await started(scripted.url, api_key="sk-secret", api_key_env="QCN_TEST_KEY")
+    with pytest.raises(RemoteAuthError, match=r"HTTP 403: no access to m.*\$QCN_TEST_KEY") as err:
+        await backend.stream(fim(), GenerationParams()).text()
+    assert "sk-secret" not in str(err.value)
+
+
+async def test_a_base_url_without_the_api_path_is_a_wrong_url(scripted: ScriptedServer) -> None:
+    scripted.models = json_response({"detail": "Not Found"}, 404)
+    with pytest.raises(RemoteHTTPError, match=r"no OpenAI-compatible endpoint.*ends with /v1"):
+        await started(scripted.url)
 
 
 async def test_html_instead_of_an_api(scripted: ScriptedServer) -> None:
