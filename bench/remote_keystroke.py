@@ -2,7 +2,9 @@
 against qcn-lsp's in-process engine: same model, same trace, same repository budgets.
 
     PYTHONPATH=. python bench/remote_keystroke.py --budgets 1k,16k \
-        [--llama-server PATH] [--preset small] [--threads 2]
+        [--llama-server PATH] [--preset small] [--threads 2] [--keys N] [--out FILE.json]
+
+(`--preset tiny --budgets 1k --keys 1` is a smoke run of a minute or two.)
 
 Each configuration starts its own `python -m qcn_lsp` over stdio like an editor (and, for the
 remote ones, a fresh llama-server with its checkpoint flags): `local` (backend.kind = local),
@@ -14,8 +16,11 @@ keystroke is a didChange and an explicit inline completion request, answered bef
 
 Per keystroke: the tokens the model prefilled for the request (the final qcn/completionProgress
 report: the engine's own count in-process, llama-server's `timings.prompt_n` remotely), the
-tokens warm requests prefilled before it (shaping; from qcn.status), and the client's latency
-from didChange to the answer.
+tokens warm requests prefilled before it (shaping; from qcn.status, llama-server's
+`timings.prompt_n` of each warm request), and the client's latency from didChange to the
+answer. A keystroke answered from the previous suggestion (typed ahead) runs no model: it is
+counted apart and left out of the medians. Ratios compare each remote configuration with
+`local` and shaped with plain, in the same run.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ N_CTX = 32768
 # llama-server's flags as docs/remote.md recommends them (the same for both remote configs;
 # without message delimiters a raw prompt gets no mid-prompt checkpoints whatever the step).
 CHECKPOINTS, MIN_STEP = 32, 512
-REQUEST_TIMEOUT_S = 900.0
+REQUEST_TIMEOUT_S = 600.0  # completion.timeoutMs's maximum: each answer is waited for
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Key:
     warm: int
     prompt_tokens: int
     latency_ms: float
+    model_ran: bool = True
 
 
 def workspace(budget: int) -> Path:
@@ -147,7 +153,12 @@ def options(config: str, model: Path, budget: int, url: str | None) -> dict[str,
     settings: dict[str, Any] = {
         "model": {"path": str(model), "contextLength": N_CTX},
         "context": {"budgetTokens": budget},
-        "completion": {"maxTokens": 4, "debounceMs": 0, "indexWaitMs": 600000},
+        "completion": {
+            "maxTokens": 4,
+            "debounceMs": 0,
+            "indexWaitMs": 600000,
+            "timeoutMs": int(REQUEST_TIMEOUT_S * 1000),
+        },
         "cache": {"dir": str(CACHE / f"remote-cache-{config}")},
     }
     if url is not None:
@@ -181,7 +192,9 @@ def position(text: str, offset: int) -> types.Position:
     return types.Position(line=before.count("\n"), character=offset - before.rfind("\n") - 1)
 
 
-async def run(config: str, model: Path, root: Path, budget: int, url: str | None) -> dict:
+async def run(
+    config: str, model: Path, root: Path, budget: int, url: str | None, trace: tuple
+) -> dict:
     client = LanguageClient("qcn-bench", "1")
     finals: dict[int, Any] = {}
 
@@ -268,18 +281,18 @@ async def run(config: str, model: Path, root: Path, budget: int, url: str | None
                         ),
                     )
                 ),
-                REQUEST_TIMEOUT_S,
+                REQUEST_TIMEOUT_S + 30,
             )
             latency = (time.perf_counter() - started) * 1000
             state = await command(client, "qcn.status")
             report = finals.get(version)
             warm = state["engine"]["stats"].get("warm_prefilled_tokens", 0) - warm_before
             if report is None:  # typed ahead: answered without the model
-                return Key(pattern, 0, warm, 0, latency)
+                return Key(pattern, 0, warm, 0, latency, model_ran=False)
             return Key(pattern, report.prefilledTokens, warm, report.promptTokens, latency)
 
         cold = await keystroke("cold", "A", None)
-        for pattern, spot, chars in TRACE:
+        for pattern, spot, chars in trace:
             for char in chars:
                 key = await keystroke(pattern, spot, char)
                 keys.append(key)
@@ -299,10 +312,13 @@ async def run(config: str, model: Path, root: Path, budget: int, url: str | None
     return {"cold": cold.__dict__, "keys": [k.__dict__ for k in keys]}
 
 
-def summary(result: dict[str, Any]) -> dict[str, Any]:
+def summary(result: dict[str, Any], trace: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {"cold": result["cold"]}
-    for pattern, _, _ in TRACE:
-        keys = [k for k in result["keys"] if k["pattern"] == pattern]
+    ran = [k for k in result["keys"] if k["model_ran"]]
+    for pattern, _, _ in trace:
+        keys = [k for k in ran if k["pattern"] == pattern]
+        if not keys:
+            continue
         out[pattern] = {
             "keystrokes": len(keys),
             "prefilled_median": statistics.median(k["prefilled"] for k in keys),
@@ -310,14 +326,43 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             "cost_max": max(k["prefilled"] + k["warm"] for k in keys),
             "latency_median_ms": round(statistics.median(k["latency_ms"] for k in keys)),
         }
-    every = result["keys"]
     out["all"] = {
-        "keystrokes": len(every),
-        "tokens_total": sum(k["prefilled"] + k["warm"] for k in every),
-        "latency_median_ms": round(statistics.median(k["latency_ms"] for k in every)),
-        "latency_total_s": round(sum(k["latency_ms"] for k in every) / 1000, 1),
+        "keystrokes": len(result["keys"]),
+        "typed_ahead": len(result["keys"]) - len(ran),
+        "tokens_total": sum(k["prefilled"] + k["warm"] for k in ran),
+        "latency_median_ms": round(statistics.median(k["latency_ms"] for k in ran)) if ran else 0,
+        "latency_total_s": round(sum(k["latency_ms"] for k in result["keys"]) / 1000, 1),
     }
     return out
+
+
+def ratios(results: dict[str, Any], budget: int, configs: list[str]) -> dict[str, Any]:
+    """Tokens and latency of each remote configuration over local's, and shaped over plain."""
+    pairs = [(c, "local") for c in configs if c != "local"]
+    pairs.append(("remote-shaped", "remote-plain"))
+    out: dict[str, Any] = {}
+    for config, base in pairs:
+        a, b = results.get(f"{budget}/{config}"), results.get(f"{budget}/{base}")
+        if a is None or b is None:
+            continue
+        a_all, b_all = a["summary"]["all"], b["summary"]["all"]
+        out[f"{config} / {base}"] = {
+            "tokens": _ratio(a_all["tokens_total"], b_all["tokens_total"]),
+            "latency_median": _ratio(a_all["latency_median_ms"], b_all["latency_median_ms"]),
+            "latency_total": _ratio(a_all["latency_total_s"], b_all["latency_total_s"]),
+        }
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def shortened(keys: int | None) -> tuple:
+    """The trace with at most `keys` characters typed per pattern."""
+    if keys is None:
+        return TRACE
+    return tuple((pattern, spot, chars[:keys]) for pattern, spot, chars in TRACE)
 
 
 def parse_size(text: str) -> int:
@@ -332,7 +377,17 @@ def main() -> None:
     parser.add_argument("--preset", choices=("tiny", "small"), default="small")
     parser.add_argument("--llama-server", type=Path, default=DEFAULT_LLAMA_SERVER)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keys", type=int, help="at most N characters per trace pattern")
+    parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args()
+    configs = args.configs.split(",")
+    if any(c != "local" for c in configs) and not args.llama_server.is_file():
+        parser.error(
+            f"no llama-server at {args.llama_server}: build it from the llama.cpp that "
+            "llama-cpp-python 0.3.36 vendors (cmake --build build --target llama-server) "
+            "and pass --llama-server PATH"
+        )
+    trace = shortened(args.keys)
     CACHE.mkdir(parents=True, exist_ok=True)
     model = CACHE / f"{args.preset}.gguf"
     if not model.is_file():
@@ -342,21 +397,27 @@ def main() -> None:
         "load_average_at_start": os.getloadavg()[0],
         "model": args.preset,
         "n_ctx": N_CTX,
-        "trace": [f"{pattern}: {chars!r}" for pattern, _, chars in TRACE],
+        "trace": [f"{pattern}: {chars!r}" for pattern, _, chars in trace],
+        "llama_server_flags": f"-c {N_CTX} -np 1 --ctx-checkpoints {CHECKPOINTS} "
+        f"--checkpoint-min-step {MIN_STEP}",
     }
     for budget in (parse_size(b) for b in args.budgets.split(",")):
         root = workspace(budget)
-        for config in args.configs.split(","):
+        for config in configs:
             print(f"budget {budget}, {config}", file=sys.stderr, flush=True)
             if config == "local":
-                result = asyncio.run(run(config, model, root, budget, None))
+                result = asyncio.run(run(config, model, root, budget, None, trace))
             else:
                 log = CACHE / f"llama-server-{config}-{budget}.log"
                 with llama_server(args.llama_server, model, args.threads, log) as url:
-                    result = asyncio.run(run(config, model, root, budget, url))
-            results[f"{budget}/{config}"] = {"summary": summary(result), **result}
+                    result = asyncio.run(run(config, model, root, budget, url, trace))
+            results[f"{budget}/{config}"] = {"summary": summary(result, trace), **result}
+        results[f"{budget}/ratios"] = ratios(results, budget, configs)
     results["load_average_at_end"] = os.getloadavg()[0]
-    print(json.dumps(results, indent=2))
+    text = json.dumps(results, indent=2)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
