@@ -24,6 +24,7 @@ class ModelInfo:
     recurrent: bool = False
     n_vocab: int = 0
     chat_template: str | None = None  # the GGUF's own Jinja chat template, if it has one
+    server: str | None = None  # remote backends: what serves the model, as the probe found it
 
 
 class Generation(Protocol):
@@ -39,10 +40,18 @@ class Generation(Protocol):
     @property
     def report(self) -> RequestReport | None: ...
 
+    def prompt_progress(self) -> tuple[int, int] | None:
+        """(prompt tokens ready, prompt tokens) once the backend is reading the prompt (tokens
+        restored from a cache count as ready); None before that, or when it cannot tell."""
+        ...
+
     async def text(self) -> str: ...
 
 
 class Backend(Protocol):
+    """What the language server needs from a model: `LocalEngine` (in-process) and
+    `engine.remote.RemoteBackend` (an OpenAI-compatible server) both offer it."""
+
     async def start(self) -> None: ...
 
     def stream(
@@ -53,6 +62,12 @@ class Backend(Protocol):
         key: str | None = None,
         lane: Lane = "interactive",
     ) -> Generation: ...
+
+    def warm(self, prompt: Prompt, *, key: str | None = None) -> Generation:
+        """Prefill without generating, lowest priority, preempted by a later stream/warm,
+        what was prefilled stays cached. The Completer decides when to call it; the
+        returned generation yields no text and ends when the prefill is done or preempted."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 

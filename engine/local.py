@@ -168,6 +168,13 @@ class LocalEngine:
                 if key is not None and self._by_key.get(key) is gen:
                     del self._by_key[key]
 
+    def warm(self, prompt: Prompt, *, key: str | None = None) -> LocalGeneration:
+        """Not implemented in-process yet (issue 15): a generation that is already over."""
+        self._runner("interactive")
+        gen = LocalGeneration(asyncio.get_running_loop(), "interactive")
+        gen.finish(None, None)
+        return gen
+
     def count_tokens(self, text: str) -> int:
         if self._model is None:
             raise EngineError(NOT_STARTED)

@@ -74,6 +74,9 @@ class Lifecycle:
     async def finish(self, reason: str, code: int | None = None) -> None:
         """End the process: stop serving, wait for the persist (bounded), exit."""
         if self._finishing:
+            # Another caller is ending the process (an `exit`, then the client closed stdin):
+            # wait for it to, rather than return and let asyncio.run cancel it.
+            await asyncio.get_running_loop().create_future()
             return
         self._finishing = True
         if code is None:

@@ -10,31 +10,36 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from qcn_lsp import __version__
 from qcn_lsp.audit import ProcessAudit
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.lifecycle import Lifecycle
+from qcn_lsp.logs import use_level
 from qcn_lsp.services import SHUTTING_DOWN, Services
 from qcn_lsp.settings import Settings
+from qcn_lsp.text_sync import LspWorkspace
 
 logger = logging.getLogger(__name__)
 
 InitializedListener = Callable[["QcnServer"], None]
+SYNC_KIND = types.TextDocumentSyncKind.Incremental
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 
 
 class QcnProtocol(LanguageServerProtocol):
-    """pygls' protocol, except that every request gets an answer and only requests do.
+    """pygls' protocol, except that every request gets an answer, only requests do, and
+    documents have LSP's lines.
 
     pygls 2.1 leaves some requests unanswered, and an editor waiting on one hangs:
     - params that cannot be deserialized: here InvalidParams (-32602) naming the method;
@@ -52,6 +57,14 @@ class QcnProtocol(LanguageServerProtocol):
         super().__init__(*args, **kwargs)
         self._initialize_seen = False
         self._client_requests: set[Any] = set()  # ids of the client's requests being handled
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, Any]:
+        result = yield from super().lsp_initialize(params)
+        # pygls creates a plain Workspace here, before any document is opened; ours cuts lines
+        # only at LSP's line ends (qcn_lsp.text_sync).
+        self._workspace = LspWorkspace.like(self.workspace, SYNC_KIND)
+        return result
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         # The object_hook of json.loads, called for every object innermost first: keep them
@@ -129,12 +142,22 @@ class QcnProtocol(LanguageServerProtocol):
         if self._request_futures.get(msg_id) is future:
             del self._request_futures[msg_id]
 
-    def _send_handler_result(self, future: Any, *, msg_id: Any) -> None:
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
         self._client_requests.discard(msg_id)
         server = self._server
         if future.cancelled() and isinstance(server, QcnServer) and server.services.shutting_down:
             self._request_futures.pop(msg_id, None)
             self.answer(msg_id, RequestFailed.CODE, f"qcn-lsp: {SHUTTING_DOWN}")
+            return
+        # Expected outcomes answered as errors (RequestFailed: nothing to offer, the model not
+        # ready; InvalidParams: a bad request) are one log line each; pygls would log them as
+        # ERROR tracebacks.
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, RequestFailed | JsonRpcInvalidParams):
+            self._request_futures.pop(msg_id, None)
+            level = logging.INFO if isinstance(error, RequestFailed) else logging.WARNING
+            logger.log(level, "request %s answered with error %s: %s", msg_id, error.code, error)
+            self._send_response(msg_id, error=error.to_response_error())
             return
         super()._send_handler_result(future, msg_id=msg_id)
 
@@ -177,7 +200,7 @@ class QcnServer(LanguageServer):
             name="qcn-lsp",
             version=__version__,
             protocol_cls=QcnProtocol,
-            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            text_document_sync_kind=SYNC_KIND,
         )
         self.settings = Settings()
         self._initialized_listeners: list[InitializedListener] = []
@@ -188,9 +211,16 @@ class QcnServer(LanguageServer):
         # Installed by the `qcn-lsp` command only (a hook lasts as long as its process).
         self.audit = ProcessAudit()
 
-    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+    def start_io(
+        self,
+        stdin: BinaryIO | None = None,
+        stdout: BinaryIO | None = None,
+        *,
+        ended: Callable[[], int | None] = lambda: None,
+    ) -> None:
         """Serve over stdio; when the client closes stdin without `exit`, stop as `exit`
-        would (persist, bounded), instead of leaving the engine's threads running."""
+        would (persist, bounded), instead of leaving the engine's threads running. `ended`
+        runs when the input ends and may choose the exit code (None: `exit`'s)."""
         stop_event = self._stop_event = threading.Event()
         reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
@@ -204,7 +234,7 @@ class QcnServer(LanguageServer):
                 logger=logger,
                 error_handler=self.report_server_error,
             )
-            await self.lifecycle.finish("the client closed the connection")
+            await self.lifecycle.finish("the client closed the connection", ended())
 
         asyncio.run(serve())
 
@@ -256,6 +286,8 @@ class QcnServer(LanguageServer):
                 message=f"qcn-lsp settings: {json.dumps(new.values, sort_keys=True)}",
             )
         )
+        if "log.level" in changed:
+            use_level(new.log.level)
         if changed:
             logger.info("settings changed: %s", ", ".join(sorted(changed)))
             self.services.settings_changed(previous)
