@@ -64,10 +64,12 @@ TRACE: list[tuple[Any, ...]] = [
     ("switch", B_FILE),
     ("complete", B_FILE, 9, 4),
     ("switch", A_FILE),
-    ("complete", A_FILE, 180, 12),
+    # A new state: the same one would get its earlier run's answer, without the model.
+    ("type", A_FILE, 180, 12, "1"),
+    ("complete", A_FILE, 180, 13),
     ("restart",),
     ("switch", A_FILE),
-    ("complete", A_FILE, 180, 12),
+    ("complete", A_FILE, 180, 13),
     ("complete", A_FILE, -1, -1),
     ("complete", A_FILE, 60, 0),
     ("type", A_FILE, 60, 0, "x"),
@@ -79,7 +81,7 @@ def options(model: Path, cache: Path, prompt_cache: bool) -> dict[str, Any]:
     return {
         "model": {"path": str(model), "contextLength": 8192},
         "engine": {"checkpointInterval": 64, "promptCache": prompt_cache},
-        "completion": {"maxTokens": 8, "debounceMs": 0},
+        "completion": {"maxTokens": 8, "debounceMs": 0, "timeoutMs": 120_000},
         "context": {"budgetTokens": 1024},
         "cache": {"dir": str(cache)},
     }
