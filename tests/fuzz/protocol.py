@@ -177,7 +177,7 @@ class ServerUnderTest:
                 "capabilities": {"general": {"positionEncodings": ["utf-16"]}},
                 "initializationOptions": {
                     "model": {"path": str(model), "contextLength": 4096},
-                    "completion": {"maxTokens": 4, "debounceMs": 0},
+                    "completion": {"maxTokens": 4, "debounceMs": 0, "timeoutMs": 120_000},
                     "edits": {"maxTokens": 16, "maxToolRounds": 1},
                     "cache": {"dir": str(cache)},
                 },
