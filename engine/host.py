@@ -191,7 +191,7 @@ def _check_model_file(path: Path) -> None:
         info = read_gguf_info(path)
     except GGUFInfoError as exc:
         raise ModelLoadError(f"{exc}. Re-download or re-convert the model.") from exc
-    expected = _expected_gguf_size(path)
+    expected = info.tensors_end
     size = path.stat().st_size
     if expected is not None and size < expected:
         raise ModelLoadError(
@@ -199,17 +199,6 @@ def _check_model_file(path: Path) -> None:
             "The download or copy was probably interrupted: fetch the file again."
         )
     logger.debug("model %s: architecture %s", path, info.architecture)
-
-
-def _expected_gguf_size(path: Path) -> int | None:
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(path, "r")
-    except Exception:  # the tensor data may lie past the end of a truncated file
-        return None
-    ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
-    return max(ends) if ends else None
 
 
 def _explain_load_failure(path: Path) -> str:

@@ -146,3 +146,17 @@ def test_greedy_generation_is_repeatable_and_does_not_stop(llm: llama_cpp.Llama)
     assert len(first) == 8
     assert not any(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) for token in first)
     assert greedy(8) == first
+
+
+def test_the_header_reader_agrees_with_the_gguf_package(tiny_path: Path) -> None:
+    from engine.gguf_info import read_gguf_info
+
+    info = read_gguf_info(tiny_path)
+    reader = gguf.GGUFReader(tiny_path)
+    expected = {t.name: (int(t.data_offset), int(t.n_bytes)) for t in reader.tensors}
+    assert {t.name: (t.offset, t.n_bytes) for t in info.tensors} == expected
+    assert info.tensors_end == tiny_path.stat().st_size
+    assert info.fim_tokens and info.architecture == "qwen3next"
+    preset = PRESETS["tiny"]
+    assert info.expert_bytes == sum(n for name, (_, n) in expected.items() if "_exps." in name) > 0
+    assert info.expert_bytes_of_layers(1) * preset.block_count == info.expert_bytes
