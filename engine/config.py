@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from engine.backend import Lane
 from engine.batching import DELTANET_CHUNK
 from engine.errors import EngineError
+from engine.placement import FlashAttention, KvCache, KvCacheType, WeightPlacement
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,14 @@ class EngineConfig:
     n_ctx: int = 0  # 0: the model's training context
     n_threads: int | None = None  # None: one per available core
     n_gpu_layers: int = 0
+    # Memory placement, as llama.cpp's --cpu-moe / --n-cpu-moe / -ctk / -ctv / -fa / mmap.
+    cpu_moe: bool = False
+    n_cpu_moe: int = 0
+    cache_type_k: KvCacheType = "f16"
+    cache_type_v: KvCacheType = "f16"
+    flash_attention: FlashAttention = "auto"
+    mmap: bool = True
+    mlock: bool = False
     checkpoint_interval: int = 256
     checkpoint_memory_mb: float = 1024
     prefill_chunk: int = 256  # tokens per micro-batch: cancellation granularity during prefill
@@ -26,6 +35,20 @@ class EngineConfig:
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
     state_cache_bytes: int = 16 << 30
     token_memo_entries: int = 64
+
+    @property
+    def weights(self) -> WeightPlacement:
+        return WeightPlacement(
+            n_gpu_layers=self.n_gpu_layers,
+            cpu_moe=self.cpu_moe,
+            n_cpu_moe=self.n_cpu_moe,
+            mmap=self.mmap,
+            mlock=self.mlock,
+        )
+
+    @property
+    def kv_cache(self) -> KvCache:
+        return KvCache(self.cache_type_k, self.cache_type_v, self.flash_attention)
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,7 @@ class LaneConfig:
     persist_min_tokens: int
     persist_partials: int
     checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
+    kv_cache: KvCache
 
 
 def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, LaneConfig]:
@@ -51,6 +75,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
     if n_ctx_train > 0:
         n_ctx = min(n_ctx, n_ctx_train)
     budget = int(config.checkpoint_memory_mb * (1 << 20))
+    kv_cache = config.kv_cache  # checked before any model is loaded
     interactive = LaneConfig(
         name="interactive",
         n_ctx=n_ctx,
@@ -61,6 +86,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         persist_min_tokens=config.persist_min_tokens,
         persist_partials=config.persist_partials,
         checkpoint_at_end=False,
+        kv_cache=kv_cache,
     )
     background = replace(
         interactive,

@@ -37,8 +37,16 @@ RECURRENT_ARCHS = frozenset(
     }
 )
 
-# Routed-expert weights, as llama.cpp's `--cpu-moe` names them (common/common.h).
-EXPERT_TENSOR = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
+
+def expert_tensor_pattern(n_layers: int | None) -> str:
+    """Names of the routed-expert weights (`blk.N.ffn_{gate,up,down}_exps.weight`, also the
+    fused and chunked variants) of every layer, or of the first `n_layers`. The same pattern
+    serves Python's `re` and llama.cpp's std::regex (tensor buffer overrides)."""
+    layers = r"\d+" if n_layers is None else "(" + "|".join(map(str, range(n_layers))) + ")"
+    return rf"^blk\.{layers}\.ffn_(gate|up|down|gate_up)_(ch)?exps\."
+
+
+EXPERT_TENSOR = re.compile(expert_tensor_pattern(None))
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 
 # Bytes per block and elements per block of the KV cache types qcn-lsp offers (ggml.c).

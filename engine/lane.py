@@ -91,6 +91,7 @@ class LaneRunner:
                 n_ctx=self.n_ctx,
                 n_batch=self.config.n_batch,
                 n_threads=self.config.n_threads,
+                kv_cache=self.config.kv_cache,
             )
             self.n_ctx = self.state.session.n_ctx
 

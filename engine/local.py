@@ -67,7 +67,9 @@ class LocalEngine:
             raise
 
     def _load_model(self) -> LoadedModel:
-        return LoadedModel(self.config.model_path, n_gpu_layers=self.config.n_gpu_layers)
+        # Both are checked here, so a bad memory setting fails before the weights load.
+        weights, _ = self.config.weights, self.config.kv_cache
+        return LoadedModel(self.config.model_path, weights)
 
     def _setup(self, model: LoadedModel) -> None:
         config = self.config
@@ -76,7 +78,7 @@ class LocalEngine:
         self._memo = TokenMemo(model, config.token_memo_entries)
         if config.state_dir is not None:
             # "exact": states are taken only after multi-token micro-batches (engine.batching)
-            signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16|exact"
+            signature = f"n_batch={config.prefill_chunk}|seq=1|{config.kv_cache.signature}|exact"
             self._store = StateStore(
                 Path(config.state_dir),
                 model_path=Path(config.model_path),
