@@ -29,7 +29,8 @@ class EngineConfig:
     checkpoint_memory_mb: float = 1024
     prefill_chunk: int = 256  # tokens per micro-batch: cancellation granularity during prefill
     background_n_ctx: int | None = None  # None: min(n_ctx, 32768)
-    background_checkpoint_memory_mb: float | None = None  # None: a quarter of the main budget
+    # None: a quarter of checkpoint_memory_mb, which then bounds both lanes together
+    background_checkpoint_memory_mb: float | None = None
     state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
     persist_min_tokens: int = 1024
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
@@ -75,6 +76,11 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
     if n_ctx_train > 0:
         n_ctx = min(n_ctx, n_ctx_train)
     budget = int(config.checkpoint_memory_mb * (1 << 20))
+    if config.background_checkpoint_memory_mb is None:
+        background_budget = budget // 4
+        budget -= background_budget
+    else:
+        background_budget = int(config.background_checkpoint_memory_mb * (1 << 20))
     kv_cache = config.kv_cache  # checked before any model is loaded
     interactive = LaneConfig(
         name="interactive",
@@ -92,11 +98,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         interactive,
         name="background",
         n_ctx=config.background_n_ctx or min(n_ctx, 32768),
-        checkpoint_budget_bytes=(
-            int(config.background_checkpoint_memory_mb * (1 << 20))
-            if config.background_checkpoint_memory_mb is not None
-            else budget // 4
-        ),
+        checkpoint_budget_bytes=background_budget,
         checkpoint_at_end=True,  # chat turns grow by appending after the reply
     )
     return interactive, background

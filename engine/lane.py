@@ -248,7 +248,9 @@ class LaneRunner:
         session = state.session
         assert session is not None
         planned = snapshot_at.get(pos)
-        if planned is not None:
+        # Room first, then the copy: the budget bounds the peak (a real-size checkpoint is
+        # 75 MiB).
+        if planned is not None and state.cache.make_room(session.snapshot_size(partial=True)):
             data = session.snapshot(partial=True)
             if state.cache.add(Checkpoint(pos, "partial", data, planned.priority)):
                 report.checkpoints_taken += 1
