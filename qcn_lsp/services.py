@@ -175,6 +175,7 @@ class Services:
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
                 state_dir=Path(settings.cache.dir) / "state",
+                state_cache_bytes=settings.cache.state_disk_mb << 20,
             )
         )
 

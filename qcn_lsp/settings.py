@@ -227,6 +227,15 @@ class CacheSettings:
         "`$XDG_CACHE_HOME/qcn-lsp` (`~/.cache/qcn-lsp`).",
         factory=_default_cache_dir,
     )
+    state_disk_mb: int = setting(
+        "Most disk space the persisted model state may take in `cache.dir`; the oldest "
+        "entries are evicted first. One entry on Qwen3-Coder-Next is its 75 MiB recurrent "
+        "state plus 24 KiB per prompt token (0.8 GiB at 32K tokens).",
+        16384,
+        minimum=64,
+        maximum=16777216,
+        key="stateDiskMB",
+    )
 
 
 @dataclass(frozen=True)
