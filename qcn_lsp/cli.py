@@ -7,8 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qcn_lsp import __version__
+
+if TYPE_CHECKING:
+    from qcn_lsp.settings import Settings
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -72,6 +76,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="GGUF to check (default: $QCN_MODEL)")
     p.add_argument("--cache-dir", type=Path, help="cache directory (default: ~/.cache/qcn-lsp)")
     p.add_argument("--no-load", action="store_true", help="read the GGUF header only")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting the memory estimate is for, as the editor would send it (repeatable): "
+        "--setting model.contextLength=65536 --setting model.cpuMoe=true",
+    )
 
     p = sub.add_parser(
         "index",
@@ -107,6 +119,28 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
         logging.getLogger("gguf").setLevel(logging.WARNING)  # per-tensor chatter when writing
 
 
+def _doctor_settings(pairs: Sequence[str]) -> Settings | None:
+    """Settings from KEY=VALUE pairs (VALUE as JSON, else as a string); None after an error."""
+    import json
+
+    from qcn_lsp.settings import Settings
+
+    raw: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            print(f"qcn-lsp doctor: --setting expects KEY=VALUE, got {pair!r}", file=sys.stderr)
+            return None
+        try:
+            raw[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            raw[key.strip()] = value
+    settings, warnings = Settings().merged(raw, "--setting")
+    for warning in warnings:
+        print(f"qcn-lsp doctor: {warning}", file=sys.stderr)
+    return None if warnings else settings
+
+
 def _make_test_model(args: argparse.Namespace) -> int:
     from engine.testing import write_test_model
     from engine.testing.hf_vocab import TokenizerFileError
@@ -138,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "doctor":
         from qcn_lsp.doctor import run_doctor
 
-        return run_doctor(model=args.model, cache_dir=args.cache_dir, load=not args.no_load)
+        settings = _doctor_settings(args.setting)
+        if settings is None:
+            return 2
+        return run_doctor(
+            model=args.model, cache_dir=args.cache_dir, load=not args.no_load, settings=settings
+        )
     if args.command == "index":
         from context.cli import run_index
 

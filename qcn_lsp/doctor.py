@@ -10,8 +10,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qcn_lsp.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.gguf_info import GGUFInfo
 
 PINNED_LLAMA_CPP = "0.3.36"
 
@@ -112,7 +116,7 @@ def _check_grammars() -> Finding:
     )
 
 
-def _check_model(model: Path | None, load: bool, context_length: int) -> list[Finding]:
+def _check_model(model: Path | None, load: bool, settings: Settings) -> list[Finding]:
     from engine.gguf_info import GGUFInfoError, read_gguf_info
 
     if model is None:
@@ -159,18 +163,53 @@ def _check_model(model: Path | None, load: bool, context_length: int) -> list[Fi
                 "inline completion needs a coder model with <|fim_prefix|> tokens",
             )
         )
-    estimate = info.memory_estimate_bytes(context_length)
-    findings.append(
-        Finding(
-            True,
-            f"memory estimate at {context_length} tokens: "
-            f"{_human_bytes(estimate)} (weights {_human_bytes(info.size_bytes)}"
-            f", KV {_human_bytes((info.kv_bytes_per_token or 0) * context_length)}"
-            f", recurrent state {_human_bytes(info.recurrent_state_bytes or 0)})",
-        )
-    )
+    findings.extend(_check_memory(info, settings))
     if load:
-        findings.append(_try_load(info.path, context_length))
+        findings.append(_try_load(info.path, settings.model.context_length))
+    return findings
+
+
+def _check_memory(info: GGUFInfo, settings: Settings) -> list[Finding]:
+    """The estimate per part, against this machine's RAM and GPU memory."""
+    from engine.placement import gpu_devices
+    from qcn_lsp.memory import advice, estimate, system_ram
+
+    try:
+        gpus = gpu_devices()
+    except (OSError, AttributeError):  # a llama-cpp-python without these libraries
+        gpus = []
+    vram = sum(g.free_bytes for g in gpus) if gpus else None
+    ram = system_ram()
+    need = estimate(info, settings, gpu=vram is not None)
+    parts = "; ".join(f"{what} {_human_bytes(n)} ({place})" for what, n, place in need.parts)
+    findings = [Finding(True, f"memory: {parts}")]
+    if gpus:
+        names = ", ".join(
+            f"{g.description or g.name} {_human_bytes(g.free_bytes)} free" for g in gpus
+        )
+        findings.append(Finding(True, f"GPU: {names}"))
+    tips = advice(info, settings, ram=ram[0] if ram else None, vram=vram)
+    if ram is not None:
+        total, available = ram
+        ok = need.ram + need.persist_peak <= total
+        findings.append(
+            Finding(
+                ok,
+                f"RAM: needs {_human_bytes(need.ram)} (+ {_human_bytes(need.persist_peak)} for a "
+                f"moment while persisting the repository state) of {_human_bytes(total)} "
+                f"({_human_bytes(available)} available)",
+                "" if ok else "; ".join(t for t in tips if "checkpointMemoryMB" in t),
+            )
+        )
+    if vram is not None:
+        ok = need.gpu <= vram
+        findings.append(
+            Finding(
+                ok,
+                f"GPU memory: needs {_human_bytes(need.gpu)} of {_human_bytes(vram)} free",
+                "" if ok else "; ".join(t for t in tips if "checkpointMemoryMB" not in t),
+            )
+        )
     return findings
 
 
@@ -216,15 +255,21 @@ def _check_cache(cache_dir: Path) -> Finding:
     )
 
 
-def run_doctor(model: Path | None, cache_dir: Path | None, load: bool = True) -> int:
-    defaults = Settings()
-    model = model or (Path(defaults.model.path) if defaults.model.path else None)
-    cache_dir = cache_dir or Path(defaults.cache.dir)
+def run_doctor(
+    model: Path | None,
+    cache_dir: Path | None,
+    load: bool = True,
+    settings: Settings | None = None,
+) -> int:
+    """`settings`: what the memory estimate is for (default: the defaults)."""
+    settings = settings or Settings()
+    model = model or (Path(settings.model.path) if settings.model.path else None)
+    cache_dir = cache_dir or Path(settings.cache.dir)
     findings = [
         _check_python(),
         *_check_llama_cpp(),
         _check_grammars(),
-        *_check_model(model, load, defaults.model.context_length),
+        *_check_model(model, load, settings),
         _check_cache(cache_dir),
     ]
     for finding in findings:
