@@ -110,27 +110,12 @@ class GGUFInfo:
         """Where the last tensor's data ends: a shorter file is truncated."""
         return max((t.offset + t.n_bytes for t in self.tensors), default=None)
 
-    @property
-    def expert_bytes(self) -> int:
-        return sum(t.n_bytes for t in self.tensors if t.expert)
-
-    def expert_bytes_of_layers(self, n_layers: int) -> int:
-        """Routed-expert weights of the first `n_layers` layers (llama.cpp's --n-cpu-moe)."""
-        return sum(
-            t.n_bytes for t in self.tensors if t.expert and (t.layer or 0) < max(0, n_layers)
-        )
-
     def kv_bytes_per_token_as(self, cache_type_k: str, cache_type_v: str) -> int | None:
         if self.kv_elements_per_token is None:
             return None
         k, v = self.kv_elements_per_token
         (k_block, k_n), (v_block, v_n) = KV_CACHE_TYPES[cache_type_k], KV_CACHE_TYPES[cache_type_v]
         return -(-k * k_block // k_n) + -(-v * v_block // v_n)
-
-    def memory_estimate_bytes(self, context_length: int) -> int:
-        """Weights (mapped) + attention KV for `context_length` + one recurrent state."""
-        kv = (self.kv_bytes_per_token or 0) * context_length
-        return self.size_bytes + kv + (self.recurrent_state_bytes or 0)
 
 
 class _Header:
