@@ -154,33 +154,27 @@ edit_step = st.one_of(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    trace=st.lists(edit_step, min_size=3, max_size=10),
-    seed=st.integers(0, 100),
-    # 0.12 MB holds a handful of tiny-model checkpoints, so eviction happens; 4 MB also
-    # keeps full snapshots of the repository context in RAM
-    budget_mb=st.sampled_from([0.12, 4.0]),
-)
+# A trace replayed on an engine (`_replay_edit_trace`); 0.12 MB holds a handful of tiny-model
+# checkpoints, so eviction happens; 4 MB also keeps full snapshots of the repository context.
+edit_trace = {
+    "trace": st.lists(edit_step, min_size=3, max_size=10),
+    "seed": st.integers(0, 100),
+    "budget_mb": st.sampled_from([0.12, 4.0]),
+}
+slow_examples = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=slow_examples)
+@given(**edit_trace)
 def test_random_edit_traces_match_a_fresh_full_prefill(
     model_path: Path, trace: list[tuple[str, Any, Any]], seed: int, budget_mb: float
 ) -> None:
     _replay_edit_trace(model_path, trace, seed, budget_mb, KvCache())
 
 
-@settings(
-    max_examples=8,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=8, deadline=None, suppress_health_check=slow_examples)
 @given(
-    trace=st.lists(edit_step, min_size=3, max_size=8),
-    seed=st.integers(0, 100),
-    budget_mb=st.sampled_from([0.12, 4.0]),
+    **edit_trace,
     kv_cache=st.sampled_from(
         [KvCache("q8_0", "q8_0"), KvCache("q4_0", "q4_0"), KvCache("q8_0", "f16", "off")]
     ),

@@ -226,34 +226,21 @@ _line = st.lists(_code_piece, max_size=12).map("".join)
 _lines = st.lists(_line, min_size=1, max_size=8).map("\n".join)
 
 
-def _check_safe_cut(model: LoadedModel, a: str, b: str) -> None:
-    whole = list(model.tokenize(a + b))
-    assert whole == list(model.tokenize(a)) + list(model.tokenize(b))
-
-
-@settings(max_examples=200, deadline=None)
-@given(a=_lines.map(lambda text: text + "\n"), b=_lines)
-def test_a_cut_at_a_line_start_is_safe_with_qwens_vocabulary(
-    qwen_model: LoadedModel, a: str, b: str
-) -> None:
-    assume(is_safe_cut(a, b))
-    _check_safe_cut(qwen_model, a, b)
-
-
-@pytest.fixture(scope="module")
-def byte_level_model(tiny_model: Path) -> Iterator[LoadedModel]:
-    model = LoadedModel(tiny_model)
+@pytest.fixture(scope="module", params=["qwen", "bytes"])
+def vocabulary(request: pytest.FixtureRequest) -> Iterator[LoadedModel]:
+    """The engine's tokenizer with Qwen's vocabulary and with the byte-level test one."""
+    fixture = "qwen_tiny_model" if request.param == "qwen" else "tiny_model"
+    model = LoadedModel(request.getfixturevalue(fixture))
     yield model
     model.close()
 
 
 @settings(max_examples=200, deadline=None)
 @given(a=_lines.map(lambda text: text + "\n"), b=_lines)
-def test_a_cut_at_a_line_start_is_safe_with_the_byte_level_vocabulary(
-    byte_level_model: LoadedModel, a: str, b: str
-) -> None:
+def test_a_cut_at_a_line_start_is_safe(vocabulary: LoadedModel, a: str, b: str) -> None:
     assume(is_safe_cut(a, b))
-    _check_safe_cut(byte_level_model, a, b)
+    whole = list(vocabulary.tokenize(a + b))
+    assert whole == list(vocabulary.tokenize(a)) + list(vocabulary.tokenize(b))
 
 
 def test_a_cut_before_a_blank_line_with_spaces_is_not_safe(qwen_model: LoadedModel) -> None:
