@@ -11,6 +11,7 @@ DeltaNet, shared-expert and output weights go to the GPU keeps most of the speed
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +55,11 @@ class WeightPlacement:
         """llama.cpp's `--load-mode`: mmap alone is its default `auto` (mmap where the devices
         support it)."""
         if self.mmap:
-            return llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK if self.mlock else -1
+            return (
+                llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK
+                if self.mlock
+                else llama_cpp.LLAMA_LOAD_MODE_AUTO
+            )
         return llama_cpp.LLAMA_LOAD_MODE_MLOCK if self.mlock else llama_cpp.LLAMA_LOAD_MODE_NONE
 
     @property
@@ -72,11 +77,16 @@ class _Override(ctypes.Structure):
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
 
 
-def _ggml_function(library: str, name: str, restype: Any, *argtypes: Any) -> Any:
-    """A function of the ggml libraries llama-cpp-python ships but does not bind."""
+@functools.cache
+def _library(name: str) -> ctypes.CDLL:
     from llama_cpp._ctypes_extensions import load_shared_library
 
-    function = getattr(load_shared_library(library, Path(llama_cpp.__file__).parent / "lib"), name)
+    return load_shared_library(name, Path(llama_cpp.__file__).parent / "lib")
+
+
+def _ggml_function(library: str, name: str, restype: Any, *argtypes: Any) -> Any:
+    """A function of the ggml libraries llama-cpp-python ships but does not bind."""
+    function = getattr(_library(library), name)
     function.argtypes = list(argtypes)
     function.restype = restype
     return function
