@@ -26,10 +26,19 @@ from pathlib import Path
 
 import tree_sitter
 
-from context.assemble import ContextAssembler, estimate_tokens, render_repo_context
+from context.assemble import ContextAssembler, RepoContext
+from context.cost import RenderedCost, estimate_tokens
 from context.index import RepoIndex
 from context.languages import grammar, language_for_path
 from context.scan import WorkspaceScanner
+from engine.formats import FILE_SEP, repo_context_text, repo_file_text, repo_header_text
+
+# The estimate over the entries as the engine renders them, as the CLI counts.
+QWEN_ESTIMATE = RenderedCost(estimate_tokens, repo_header_text, repo_file_text)
+
+
+def render(context: RepoContext) -> str:
+    return repo_context_text(context.repo_name, [(f.path, f.content) for f in context.files])
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -137,27 +146,24 @@ def call_sites(index: RepoIndex, count: int, seed: int) -> list[tuple[str, int, 
 def nearby_files_context(index: RepoIndex, path: str, budget: int) -> str:
     """Baseline: whole files of the same folder, by name, as long as they fit."""
     folder = path.rsplit("/", 1)[0] if "/" in path else ""
-    rendered = f"<|repo_name|>{index.repo_name}\n"
-    used = estimate_tokens(rendered)
+    files: list[tuple[str, str]] = []
+    used = QWEN_ESTIMATE.header(index.repo_name)
     for other in sorted(index.graph.files):
         if other == path or (other.rsplit("/", 1)[0] if "/" in other else "") != folder:
             continue
-        chunk = f"<|file_sep|>{other}\n{index.read_text(other)}\n"
-        cost = estimate_tokens(chunk)
+        content = (index.read_text(other) or "").rstrip("\n")
+        cost = QWEN_ESTIMATE.file(other, content)
         if used + cost <= budget:
-            rendered += chunk
+            files.append((other, content))
             used += cost
-    return rendered
+    return repo_context_text(index.repo_name, files)
 
 
 def defined_in(rendered: str, index: RepoIndex, name: str, path: str) -> bool:
     for location in index.graph.definitions(name):
         if location.path == path:
             continue
-        if (
-            f"<|file_sep|>{location.path}\n" in rendered
-            and location.definition.signature in rendered
-        ):
+        if f"{FILE_SEP}{location.path}\n" in rendered and location.definition.signature in rendered:
             return True
     return False
 
@@ -168,11 +174,11 @@ def relevance(index: RepoIndex, repo: Path, sites: list, budget: int) -> tuple[f
     texts: dict[str, str] = {}
     for path, line, col, name in sites:
         text = texts.setdefault(path, (repo / path).read_text(errors="replace"))
-        assembler = ContextAssembler(index)
+        assembler = ContextAssembler(index, QWEN_ESTIMATE)
         started = time.perf_counter()
         context = assembler.assemble(str(repo / path), text, line, col, budget)
         timings.append((time.perf_counter() - started) * 1000)
-        hits += defined_in(render_repo_context(context), index, name, path)
+        hits += defined_in(render(context), index, name, path)
         baseline_hits += defined_in(nearby_files_context(index, path, budget), index, name, path)
     return hits / len(sites), baseline_hits / len(sites), timings
 
@@ -181,6 +187,23 @@ def _offset_at_line_end(text: str, row: int) -> int:
     lines = text.split("\n")
     row = max(0, min(row, len(lines) - 1))
     return sum(len(line) + 1 for line in lines[:row]) + len(lines[row])
+
+
+def _timed_assembly(
+    assembler: ContextAssembler,
+    path: str,
+    text: str,
+    offset: int,
+    budget: int,
+    timings: list[float],
+) -> str:
+    """The rendered context for a cursor at ``offset``; the assembly's time goes to ``timings``."""
+    line = text.count("\n", 0, offset)
+    col = offset - (text.rfind("\n", 0, offset) + 1)
+    started = time.perf_counter()
+    context = assembler.assemble(path, text, line, col, budget)
+    timings.append((time.perf_counter() - started) * 1000)
+    return render(context)
 
 
 def stability(
@@ -198,11 +221,12 @@ def stability(
         name: _offset_at_line_end(text, len(text.split("\n")) // 3) for name, text in texts.items()
     }
     rng = random.Random(7)
-    assembler = ContextAssembler(index)
+    assembler = ContextAssembler(index, QWEN_ESTIMATE)
     words = ["result", " = ", "self", ".", "compute", "(", "value", ")", "\n        "]
     previous: str | None = None
     unchanged = saves = switches = 0
     changed_by: dict[str, int] = {"switch": 0, "save": 0, "typing": 0}
+    timings: list[float] = []
     for name, text in texts.items():
         index.update_document(str(repo / name), text)
     focus = edit_file
@@ -238,9 +262,7 @@ def stability(
                 index.save_document(path)
                 saves += 1
                 event = "save" if event == "typing" else event
-            line = text.count("\n", 0, offset)
-            col = offset - (text.rfind("\n", 0, offset) + 1)
-            prefix = render_repo_context(assembler.assemble(path, text, line, col, budget))
+            prefix = _timed_assembly(assembler, path, text, offset, budget, timings)
             if previous is not None:
                 if prefix == previous:
                     unchanged += 1
@@ -257,6 +279,52 @@ def stability(
         "focus_switches": switches,
         "changed_on": changed_by,
         "reranks": assembler.reranks,
+        "assemble_p50_ms": round(statistics.median(timings), 2),
+        "assemble_p95_ms": round(percentile(timings, 0.95), 2),
+    }
+
+
+def two_spots(index: RepoIndex, repo: Path, edit_file: str, budget: int, keystrokes: int) -> dict:
+    """Alternating one character at a time between two spots 60 lines apart in one file, a new
+    line typed at each, over one shared assembler; stable as in ``stability``. Also: the share
+    of stable keystrokes after the first 50, and the time of an assembly per keystroke (the
+    hysteresis check, or a re-rank)."""
+    path = str(repo / edit_file)
+    text = (repo / edit_file).read_text()
+    lines = text.split("\n")
+    offsets: list[int] = []
+    for row in (len(lines) // 3, len(lines) // 3 + 60):
+        offset = _offset_at_line_end(text, row + len(offsets))
+        indent = lines[row][: len(lines[row]) - len(lines[row].lstrip())]
+        text = text[:offset] + "\n" + indent + text[offset:]
+        offsets = [o if o < offset else o + 1 + len(indent) for o in offsets]
+        offsets.append(offset + 1 + len(indent))
+    index.update_document(path, text)
+    assembler = ContextAssembler(index, QWEN_ESTIMATE)
+    typed = "result = self.compute(value, other=None)  " * (keystrokes // 40 + 2)
+    previous: str | None = None
+    unchanged = unchanged_late = 0
+    timings: list[float] = []
+    for keystroke in range(keystrokes):
+        spot = keystroke % 2
+        offset = offsets[spot]
+        text = text[:offset] + typed[keystroke // 2] + text[offset:]
+        offsets = [o + 1 if o >= offset and i != spot else o for i, o in enumerate(offsets)]
+        offsets[spot] += 1
+        index.update_document(path, text)
+        prefix = _timed_assembly(assembler, path, text, offsets[spot], budget, timings)
+        if previous is not None and prefix == previous:
+            unchanged += 1
+            unchanged_late += keystroke >= 50
+        previous = prefix
+    index.close_document(path)
+    return {
+        "keystrokes": keystrokes,
+        "unchanged_fraction": round(unchanged / (keystrokes - 1), 4),
+        "unchanged_after_50": round(unchanged_late / (keystrokes - 50), 4),
+        "reranks": assembler.reranks,
+        "assemble_p50_ms": round(statistics.median(timings), 2),
+        "assemble_p95_ms": round(percentile(timings, 0.95), 2),
     }
 
 
@@ -301,6 +369,9 @@ def main() -> None:
     for budget in (4096, 16384):
         result = stability(index, repo, args.edit_file, args.other_file, budget, args.keystrokes)
         print(f"stability at budget {budget}: {json.dumps(result)}")
+    for budget in (4096, 16384):
+        result = two_spots(index, repo, args.edit_file, budget, args.keystrokes)
+        print(f"two spots at budget {budget}: {json.dumps(result)}")
     print(
         f"bench process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )

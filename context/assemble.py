@@ -1,343 +1,254 @@
 """Cache-stable repository context for a cursor.
 
 The assembled context becomes the ``REPO`` segment of the prompt, the most expensive part to
-prefill, so it changes only when something worth a re-rank happened: a save, a change of focus
-file or budget, a large edit, or a jump of the cursor far away. Between those, the previous
-``RepoContext`` (same ``epoch``) is returned unchanged. Within a context, files come in a
-stable order: files not edited in this session first (by path), recently edited ones last.
+prefill: when it changes, everything after it is read again. So a selection, once ranked, stays
+while it still serves the cursor, and is re-ranked only
+
+- at natural points: a change of focus file or budget, a save, or ``idle()``;
+- when the cursor needs what it does not hold: the definitions that a ranking would pin for the
+  identifiers near the cursor are missing, weighted by closeness as the ranking weighs them
+  (1 for the nearest identifier, 1/2 for the next...), by ``rerank_gain`` or more in all. The
+  identifier being typed and import lines do not count (a half-typed name, or a new import,
+  needs nothing yet). A definition the last ranking tried but could not fit counts as held if
+  it was wanted then at least ``SPOT_DECAY`` times as much as now: two spots whose needs do not
+  fit together keep the selection ranked at either, instead of taking turns.
+
+Ranking seeds from the spots of the focus file the cursor visited lately (``CursorSpots``), the
+latest most, so going back and forth between two places converges to one selection serving
+both. Within a context, files come in a stable order: files not edited in this session first (by
+path), recently edited ones last. The caller renders it: the assembler knows the cost of each
+entry (a ``ContextCost``), not the prompt's layout.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+from context.cost import CharacterCost, ContextCost
+from context.graph import SymbolGraph
 from context.index import RepoIndex
 from context.rank import personalized_pagerank
-from context.tags import Definition
-from engine.formats import repo_context_text
+from context.render import FilePlan, RenderCache
+from context.spots import SPOT_DECAY, CursorSpots, Spot, identifiers_near, import_rows
 
-TokenCounter = Callable[[str], int]
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_LINES_BEFORE = 30
-_LINES_AFTER = 10
-_MAX_NEAR_IDENTIFIERS = 60
 # Names with definitions in more files than this are too ambiguous to pin.
 _MAX_PINNED_DEFINING_FILES = 6
-_MAX_PINNED_NAMES = 16
-# A definition longer than this shows its head and the signatures inside it.
-_MAX_BODY_LINES = 60
-_HEAD_LINES = 8
+_MAX_PINNED_NAMES = 16  # per spot
 _MAX_CANDIDATES = 300
 # Once this many candidates in a row did not fit, the budget is as good as full: rendering and
 # counting the remaining low-ranked files took most of an assembly on a large repository.
 _MAX_MISSES = 24
-_GAP_MARKER = "..."
-
-
-def estimate_tokens(text: str) -> int:
-    """Cheap token estimate: about 3.5 characters per token for code."""
-    return math.ceil(len(text) / 3.5)
+_MAX_SPOT_FILES = 32
 
 
 @dataclass(frozen=True, slots=True)
 class ContextFile:
     path: str
-    content: str
+    content: str  # what the context shows of the file, without a trailing newline
 
 
 @dataclass(frozen=True, slots=True)
 class RepoContext:
+    """Ranked files for a prompt; ``epoch`` changes whenever ``files`` do."""
+
     epoch: int
     repo_name: str
     files: tuple[ContextFile, ...]
+    tokens: int  # their cost, header included, as the assembler's ``ContextCost`` counts
 
 
-def render_repo_context(context: RepoContext) -> str:
-    """Qwen's repo-level layout, without the current file (the engine appends it)."""
-    # One rendering for the whole project: the engine's prompt must match this byte for byte.
-    return repo_context_text(
-        context.repo_name, [(item.path, item.content) for item in context.files]
-    )
+# How much a definition shown in the selection is wanted, as far as hysteresis goes.
+_SHOWN = float("inf")
 
 
-def identifiers_near(text: str, line: int, col: int) -> list[str]:
-    """Identifiers around the cursor, closest first (same line, then by line distance)."""
-    lines = text.split("\n")
-    line = max(0, min(line, len(lines) - 1)) if lines else 0
-    scored: dict[str, tuple[int, int]] = {}
-    for row in range(max(0, line - _LINES_BEFORE), min(len(lines), line + _LINES_AFTER + 1)):
-        for match in _IDENTIFIER.finditer(lines[row]):
-            distance = abs(row - line) * 1000 + (abs(match.start() - col) if row == line else 0)
-            # Text before the cursor is what the user is writing about: prefer it.
-            distance += 500 if row > line else 0
-            name = match.group()
-            if name not in scored or scored[name] > (distance, 0):
-                scored[name] = (distance, 0)
-    ordered = sorted(scored, key=lambda name: (scored[name], name))
-    return ordered[:_MAX_NEAR_IDENTIFIERS]
+@dataclass(frozen=True, slots=True)
+class _Ranking:
+    """What the current selection was ranked for, and the definitions it settled: (file,
+    name) -> how much it was wanted when tried and not fitting, or ``_SHOWN``."""
+
+    focus: str
+    budget: int
+    saves: int
+    settled: dict[tuple[str, str], float]
 
 
-@dataclass(slots=True)
-class _FilePlan:
-    whole: bool = False
-    skeleton: bool = False
-    bodies: set[int] = field(default_factory=set)  # indices into the file's definitions
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A name near a spot whose definitions may be pinned."""
+
+    rank: int  # position among the identifiers near the spot
+    name: str
+    defining: frozenset[str]  # files defining it, the focus file left out
+    targets: tuple[str, ...]  # the ones to pin: files the focus file imports first, two at most
 
 
-def render_file(
-    text: str,
-    definitions: tuple[Definition, ...],
-    plan: _FilePlan,
-    lines: list[str] | None = None,
-) -> str:
-    """A file's content in the context: whole, or chosen lines with gap markers.
-
-    ``lines`` is ``text.split("\\n")`` when the caller has it already (the render cache keeps
-    one per file, which is rendered for several plans)."""
-    if plan.whole:
-        return text.rstrip("\n")
-    if lines is None:
-        lines = text.split("\n")
-    shown: set[int] = set()
-    if plan.skeleton:
-        shown.update(d.start_line for d in definitions)
-    for position in sorted(plan.bodies):
-        chosen = definitions[position]
-        # Signatures of enclosing definitions (a method's class) keep the snippet readable.
-        shown.update(
-            d.start_line
-            for d in definitions
-            if d.start_line < chosen.start_line and d.end_line >= chosen.end_line
-        )
-        if chosen.end_line - chosen.start_line < _MAX_BODY_LINES:
-            shown.update(range(chosen.start_line, chosen.end_line + 1))
-        else:
-            shown.update(range(chosen.start_line, chosen.start_line + _HEAD_LINES))
-            shown.update(
-                d.start_line
-                for d in definitions
-                if chosen.start_line < d.start_line <= chosen.end_line
-            )
-    rendered: list[str] = []
-    previous = -1
-    for row in sorted(row for row in shown if row < len(lines)):
-        if row != previous + 1:
-            indent = lines[row][: len(lines[row]) - len(lines[row].lstrip())]
-            rendered.append(indent + _GAP_MARKER)
-        rendered.append(lines[row])
-        previous = row
-    if previous < len(lines) - 1 and rendered:
-        rendered.append(_GAP_MARKER)
-    return "\n".join(rendered)
+def _wanted(
+    graph: SymbolGraph, focus: str, imported: frozenset[str], near: list[str]
+) -> Iterator[_Wanted]:
+    for rank, name in enumerate(near):
+        defining = graph.defining_files(name) - {focus}
+        if defining and len(defining) <= _MAX_PINNED_DEFINING_FILES:
+            targets = sorted(defining, key=lambda path: (path not in imported, path))[:2]
+            yield _Wanted(rank, name, defining, tuple(targets))
 
 
-# Plan key: whole, skeleton, bodies; ``None`` stands for the file's plain token count.
-_PlanKey = tuple[bool, bool, frozenset[int]] | None
-# About 2 bytes of memory per character of a cached file's text (text, lines and renderings).
-_RENDER_CACHE_CHARS = 12_000_000
-
-
-@dataclass(slots=True)
-class _CachedFile:
-    content: str
-    definitions: tuple[Definition, ...]
-    lines: list[str] | None = None
-    renders: dict[tuple[_PlanKey, TokenCounter], tuple[str, int]] = field(default_factory=dict)
-    chars: int = 0
-
-
-class _RenderCache:
-    """Rendered files and their token costs, shared by all assemblers.
-
-    Assemblies for nearby cursors try mostly the same files with the same plans (whole, or the
-    skeleton): rendering and counting them again was half of an assembly on a large repository.
-    An entry holds the text and definitions it was rendered from and is used only while both
-    are still the same, so an edited or re-indexed file is rendered afresh. Least recently used
-    files go once the cached text passes ``max_chars``.
-    """
-
-    def __init__(self, max_chars: int) -> None:
-        self._max_chars = max_chars
-        self._chars = 0
-        self._files: OrderedDict[str, _CachedFile] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def measure(
-        self,
-        path: str,
-        content: str,
-        definitions: tuple[Definition, ...],
-        plan: _FilePlan | None,
-        count_tokens: TokenCounter,
-    ) -> tuple[str, int]:
-        """``plan``'s rendering of ``path`` and its cost in the context, or, without a plan,
-        the token count of the plain content."""
-        key = (
-            None if plan is None else (plan.whole, plan.skeleton, frozenset(plan.bodies)),
-            count_tokens,
-        )
-        with self._lock:
-            entry = self._files.get(path)
-            if entry is None or not (
-                entry.content == content
-                and (entry.definitions is definitions or entry.definitions == definitions)
-            ):
-                if entry is not None:
-                    self._chars -= entry.chars
-                entry = _CachedFile(content, definitions, chars=len(content))
-                self._chars += entry.chars
-                self._files[path] = entry
-            self._files.move_to_end(path)
-            cached = entry.renders.get(key)
-            if cached is not None:
-                return cached
-            if plan is None:
-                body, cost = "", count_tokens(content)
-            else:
-                if not plan.whole and entry.lines is None:
-                    entry.lines = content.split("\n")
-                    entry.chars += len(content)
-                    self._chars += len(content)
-                body = render_file(content, definitions, plan, entry.lines)
-                cost = count_tokens(f"<|file_sep|>{path}\n{body}\n")
-            if body is not content:
-                entry.chars += len(body)
-                self._chars += len(body)
-            entry.renders[key] = (body, cost)
-            while self._chars > self._max_chars and len(self._files) > 1:
-                _gone, evicted = self._files.popitem(last=False)
-                self._chars -= evicted.chars
-            return body, cost
-
-
-_render_cache = _RenderCache(_RENDER_CACHE_CHARS)
+_render_cache = RenderCache()
 
 
 class ContextAssembler:
     def __init__(
         self,
         index: RepoIndex,
-        count_tokens: TokenCounter = estimate_tokens,
+        cost: ContextCost | None = None,
         *,
-        large_edit_chars: int = 200,
-        far_jump_lines: int = 40,
+        rerank_gain: float = 0.25,
         whole_file_share: float = 0.25,
     ) -> None:
         self.index = index
-        self.count_tokens = count_tokens
-        self.large_edit_chars = large_edit_chars
-        self.far_jump_lines = far_jump_lines
+        self.cost = cost if cost is not None else CharacterCost()
+        self.rerank_gain = rerank_gain
         self.whole_file_share = whole_file_share
         self._last: RepoContext | None = None
-        # What the last ranking was for: focus key, budget, saves seen, text length, line.
-        self._anchor: tuple[str, int, int, int, int] | None = None
+        self._ranking: _Ranking | None = None
+        self._spots: OrderedDict[str, CursorSpots] = OrderedDict()
+        # The latest assembly's focus key, text and budget, for idle().
+        self._latest: tuple[str, str, int] | None = None
         self._epoch = 0
         self.reranks = 0
-
-    def invalidate(self) -> None:
-        """Force a re-rank on the next call (e.g. after a workspace-wide change)."""
-        self._anchor = None
-
-    def _needs_rerank(self, key: str, budget: int, text: str, line: int) -> bool:
-        if self._last is None or self._anchor is None:
-            return True
-        focus, old_budget, saves, length, anchor_line = self._anchor
-        return (
-            focus != key
-            or old_budget != budget
-            or saves != self.index.saves
-            or abs(len(text) - length) > self.large_edit_chars
-            or abs(line - anchor_line) > self.far_jump_lines
-        )
 
     def assemble(
         self, path: str, text: str, line: int, col: int, budget_tokens: int
     ) -> RepoContext:
         """Repository context for a cursor at (line, col), both 0-based, in ``path``."""
         key = self.index.key(path)
-        if self._last is not None and not self._needs_rerank(key, budget_tokens, text, line):
-            return self._last
+        spots = self._spots.get(key)
+        if spots is None:
+            spots = self._spots[key] = CursorSpots()
+            while len(self._spots) > _MAX_SPOT_FILES:
+                self._spots.popitem(last=False)
+        self._spots.move_to_end(key)
+        spots.visit(line, col)
+        self._latest = (key, text, budget_tokens)
+        with self.index.reading() as graph:
+            if self._last is not None and self._serves(graph, key, text, line, col, budget_tokens):
+                return self._last
+            return self._rank(graph, key, text, budget_tokens, spots)
+
+    def idle(self) -> RepoContext | None:
+        """The user paused: re-rank now for the latest cursor, so that a changed context can be
+        prefilled before the next keystroke. None before the first assembly."""
+        if self._latest is None:
+            return None
+        key, text, budget = self._latest
+        with self.index.reading() as graph:
+            return self._rank(graph, key, text, budget, self._spots[key])
+
+    def _serves(
+        self, graph: SymbolGraph, focus: str, text: str, line: int, col: int, budget: int
+    ) -> bool:
+        ranking = self._ranking
+        if (
+            ranking is None
+            or ranking.focus != focus
+            or ranking.budget != budget
+            or ranking.saves != self.index.saves
+        ):
+            return False
+        near = identifiers_near(
+            text, line, col, skip_rows=import_rows(graph.files.get(focus), line), skip_typed=True
+        )
+        missing = 0.0
+        for count, wanted in enumerate(_wanted(graph, focus, graph.imports(focus), near)):
+            if count >= _MAX_PINNED_NAMES:
+                break
+            closeness = 1.0 / (1 + wanted.rank)
+            held = min(ranking.settled.get((t, wanted.name), 0.0) for t in wanted.targets)
+            if held < closeness * SPOT_DECAY:
+                missing += closeness
+        return missing < self.rerank_gain
+
+    def _rank(
+        self, graph: SymbolGraph, focus: str, text: str, budget: int, spots: CursorSpots
+    ) -> RepoContext:
         self.reranks += 1
-        self._anchor = (key, budget_tokens, self.index.saves, len(text), line)
-        files = self._select(key, text, line, col, budget_tokens)
+        saves = self.index.saves
+        files, tokens, settled = self._select(graph, focus, text, budget, spots.weighted())
+        self._ranking = _Ranking(focus, budget, saves, settled)
         if self._last is not None and self._last.files == files:
             return self._last
         self._epoch += 1
-        self._last = RepoContext(self._epoch, self.index.repo_name, files)
+        self._last = RepoContext(self._epoch, self.index.repo_name, files, tokens)
         return self._last
 
     def _select(
-        self, focus: str, text: str, line: int, col: int, budget: int
-    ) -> tuple[ContextFile, ...]:
-        graph = self.index.graph
-        near = identifiers_near(text, line, col)
-        pinned: list[tuple[str, int]] = []  # (file, definition index), most wanted first
-        seeds: dict[str, float] = {focus: 1.0}
+        self,
+        graph: SymbolGraph,
+        focus: str,
+        text: str,
+        budget: int,
+        spots: list[tuple[Spot, float]],
+    ) -> tuple[tuple[ContextFile, ...], int, dict[tuple[str, str], float]]:
         imported = graph.imports(focus)
+        seeds: dict[str, float] = {focus: 1.0}
         for target in imported:
             seeds[target] = seeds.get(target, 0.0) + 0.3
-        pinned_names = 0
-        for rank, name in enumerate(near):
-            defining = graph.defining_files(name) - {focus}
-            if not defining or len(defining) > _MAX_PINNED_DEFINING_FILES:
-                continue
-            closeness = 1.0 / (1 + rank)
-            for target in defining:
-                seeds[target] = seeds.get(target, 0.0) + closeness / len(defining)
-            if pinned_names < _MAX_PINNED_NAMES:
-                pinned_names += 1
-                # Prefer the definitions in files the focus file imports.
-                for target in sorted(defining, key=lambda p: (p not in imported, p))[:2]:
-                    for position, definition in enumerate(graph.files[target].definitions):
-                        if definition.name == name:
-                            pinned.append((target, position))
-        for recent in self.index.recently_edited:
+        pinned: list[tuple[str, str, float]] = []  # (file, name, closeness), most wanted first
+        for spot, weight in spots:
+            near = identifiers_near(text, spot.line, spot.col)
+            for count, wanted in enumerate(_wanted(graph, focus, imported, near)):
+                closeness = weight / (1 + wanted.rank)
+                for target in wanted.defining:
+                    seeds[target] = seeds.get(target, 0.0) + closeness / len(wanted.defining)
+                if count < _MAX_PINNED_NAMES:
+                    pinned.extend((target, wanted.name, closeness) for target in wanted.targets)
+        recently_edited = tuple(self.index.recently_edited)
+        for recent in recently_edited:
             if recent != focus:
                 seeds[recent] = seeds.get(recent, 0.0) + 0.2
         scores = personalized_pagerank(graph.file_edges(), seeds, limit=_MAX_CANDIDATES + 1)
 
-        header = self.count_tokens(f"<|repo_name|>{self.index.repo_name}\n")
-        remaining = budget - header
-        plans: dict[str, _FilePlan] = {}
+        remaining = budget - self.cost.header(self.index.repo_name)
+        plans: dict[str, FilePlan] = {}
         rendered: dict[str, tuple[str, int]] = {}
         texts: dict[str, str] = {}
+        settled: dict[tuple[str, str], float] = {}
 
-        def text_of(path: str) -> str | None:
+        def measure(path: str, plan: FilePlan) -> tuple[str, int] | None:
             if path not in texts:
                 content = self.index.read_text(path)
                 if content is None:
                     return None
                 texts[path] = content
-            return texts[path]
-
-        def try_plan(path: str, plan: _FilePlan) -> bool:
-            nonlocal remaining
-            content = text_of(path)
             tags = graph.files.get(path)
-            if content is None or tags is None:
+            if tags is None:
+                return None
+            return _render_cache.measure(path, texts[path], tags.definitions, plan, self.cost)
+
+        def try_plan(path: str, plan: FilePlan) -> bool:
+            nonlocal remaining
+            measured = measure(path, plan)
+            if measured is None:
                 return False
-            body, cost = _render_cache.measure(
-                path, content, tags.definitions, plan, self.count_tokens
-            )
             previous_cost = rendered[path][1] if path in rendered else 0
-            if cost - previous_cost > remaining:
+            if measured[1] - previous_cost > remaining:
                 return False
-            remaining -= cost - previous_cost
+            remaining -= measured[1] - previous_cost
             plans[path] = plan
-            rendered[path] = (body, cost)
+            rendered[path] = measured
             return True
 
-        for path, position in pinned:
-            current = plans.get(path, _FilePlan())
-            if position in current.bodies:
+        for path, name, closeness in pinned:
+            if (path, name) in settled:  # tried already: the budget only shrank since
+                settled[path, name] = max(settled[path, name], closeness)
                 continue
-            try_plan(path, _FilePlan(bodies={*current.bodies, position}))
+            shown = True
+            for position, definition in enumerate(graph.files[path].definitions):
+                current = plans.get(path, FilePlan())
+                if definition.name == name and position not in current.bodies:
+                    shown = try_plan(path, FilePlan(bodies={*current.bodies, position})) and shown
+            settled[path, name] = _SHOWN if shown else closeness
 
         whole_limit = max(1, int(budget * self.whole_file_share))
         ranked = [path for path in scores if path != focus][:_MAX_CANDIDATES]
@@ -345,27 +256,23 @@ class ContextAssembler:
         for path in ranked:
             if remaining <= 0 or misses >= _MAX_MISSES:
                 break
-            current = plans.get(path, _FilePlan())
+            current = plans.get(path, FilePlan())
             if current.whole:
                 continue
-            content = text_of(path)
-            if content is None:
+            whole = measure(path, FilePlan(whole=True))
+            if whole is None:
                 continue
-            tags = graph.files.get(path)
-            if tags is None:
-                continue
-            tokens = _render_cache.measure(
-                path, content, tags.definitions, None, self.count_tokens
-            )[1]
-            if tokens <= whole_limit and try_plan(path, _FilePlan(whole=True)):
+            if whole[1] <= whole_limit and try_plan(path, FilePlan(whole=True)):
+                settled.update(((path, d.name), _SHOWN) for d in graph.files[path].definitions)
                 continue
             if current.skeleton or try_plan(
-                path, _FilePlan(skeleton=True, bodies=set(current.bodies))
+                path, FilePlan(skeleton=True, bodies=set(current.bodies))
             ):
                 misses = 0
             else:
                 misses += 1
 
-        recency = {path: order for order, path in enumerate(self.index.recently_edited)}
+        recency = {path: order for order, path in enumerate(recently_edited)}
         ordered = sorted(rendered, key=lambda path: (recency.get(path, -1), path))
-        return tuple(ContextFile(path, rendered[path][0]) for path in ordered)
+        files = tuple(ContextFile(path, rendered[path][0]) for path in ordered)
+        return files, budget - remaining, settled

@@ -7,6 +7,8 @@ import posixpath
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
+
 from context.languages import EXTENSIONS
 from context.tags import Definition, FileTags, Reference
 
@@ -26,14 +28,14 @@ class ReferenceLocation:
     reference: Reference
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class FileEdges:
-    """The file graph as parallel lists, for ranking."""
+    """The file graph as parallel arrays (indices into ``paths``), for ranking."""
 
     paths: tuple[str, ...]
-    sources: tuple[int, ...]
-    targets: tuple[int, ...]
-    weights: tuple[float, ...]
+    sources: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray
 
 
 def _module_candidates(module: str, importer: str) -> list[str]:
@@ -64,6 +66,15 @@ def _module_candidates(module: str, importer: str) -> list[str]:
     return candidates
 
 
+def _same_edges(old: FileTags, new: FileTags) -> bool:
+    """Whether ``new`` links its file to the same names and modules as ``old``."""
+    return (
+        old.defined_names == new.defined_names
+        and old.referenced_names == new.referenced_names
+        and {item.module for item in old.imports} == {item.module for item in new.imports}
+    )
+
+
 class SymbolGraph:
     def __init__(self) -> None:
         self.files: dict[str, FileTags] = {}
@@ -84,6 +95,12 @@ class SymbolGraph:
 
     def set_file(self, path: str, tags: FileTags) -> None:
         old = self.files.get(path)
+        if old is not None and _same_edges(old, tags):
+            # Most keystrokes: the file graph stays, and with it the ranking's arrays, which
+            # took longer to rebuild on a large repository than a whole assembly.
+            self.files[path] = tags
+            self.version += 1
+            return
         if old is not None:
             self._unlink(path, old, keep_path=True)
         else:
@@ -224,27 +241,39 @@ class SymbolGraph:
             return self._edges_cache
         paths = tuple(sorted(self.files))
         index = {path: position for position, path in enumerate(paths)}
-        weights: dict[tuple[int, int], float] = defaultdict(float)
+        sources: list[int] = []
+        targets: list[int] = []
+        weights: list[float] = []
         for name, referencing in self._referencing_files.items():
             defining = self._defining_files.get(name)
             if not defining or len(defining) > _MAX_DEFINING_FILES:
                 continue
             share = 1.0 / math.sqrt(len(defining))
-            targets = [index[path] for path in defining]
+            defined_in = [index[path] for path in defining]
             for source_path in referencing:
                 source = index[source_path]
-                for target in targets:
+                for target in defined_in:
                     if target != source:
-                        weights[source, target] += share
+                        sources.append(source)
+                        targets.append(target)
+                        weights.append(share)
         for source_path in paths:
             source = index[source_path]
             for target_path in self.imports(source_path):
-                weights[source, index[target_path]] += 1.0
-        ordered = sorted(weights.items())
+                sources.append(source)
+                targets.append(index[target_path])
+                weights.append(1.0)
+        # One edge per (source, target), in that order, its weights summed: with numpy, as
+        # sorting a dict of 10^5 pairs in Python took longer than a whole assembly.
+        pairs = np.asarray(sources, dtype=np.int64) * max(len(paths), 1) + np.asarray(
+            targets, dtype=np.int64
+        )
+        unique, inverse = np.unique(pairs, return_inverse=True)
+        summed = np.bincount(inverse, weights=np.asarray(weights), minlength=len(unique))
         self._edges_cache = FileEdges(
             paths=paths,
-            sources=tuple(key[0] for key, _ in ordered),
-            targets=tuple(key[1] for key, _ in ordered),
-            weights=tuple(weight for _, weight in ordered),
+            sources=unique // max(len(paths), 1),
+            targets=unique % max(len(paths), 1),
+            weights=summed,
         )
         return self._edges_cache

@@ -39,6 +39,11 @@ class Generation(Protocol):
     @property
     def report(self) -> RequestReport | None: ...
 
+    def prompt_progress(self) -> tuple[int, int] | None:
+        """(prompt tokens ready, prompt tokens) once the backend is reading the prompt (tokens
+        restored from a cache count as ready); None before that, or when it cannot tell."""
+        ...
+
     async def text(self) -> str: ...
 
 

@@ -116,17 +116,46 @@ def _check_grammars() -> Finding:
     )
 
 
+# What `make demo` (scripts/demo.py) writes: the small model with Qwen's vocabulary, or the tiny
+# byte-level one when Qwen's tokenizer files could not be fetched.
+DEMO_MODELS = ("small-qwen.gguf", "tiny.gguf")
+
+
+def demo_model_path(name: str | None = None) -> Path:
+    """Where `make demo` writes its test model `name`: in the cache directory, so that every
+    installation of qcn-lsp finds it. Without a name: the one it wrote (the first choice when
+    neither is there)."""
+    models = Path(Settings().cache.dir) / "models"
+    if name is not None:
+        return models / name
+    return next(
+        (models / n for n in DEMO_MODELS if (models / n).is_file()), models / DEMO_MODELS[0]
+    )
+
+
 def _check_model(model: Path | None, load: bool, settings: Settings) -> list[Finding]:
     from engine.gguf_info import GGUFInfoError, read_gguf_info
 
     if model is None:
+        demo = demo_model_path()
+        if not demo.is_file():
+            return [
+                Finding(
+                    False,
+                    "no model configured",
+                    "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
+                    "setting; for a test model: qcn-lsp make-test-model model.gguf",
+                )
+            ]
+        # What `make demo` wrote: checked, and named, so that an editor can be pointed at it.
         return [
             Finding(
                 False,
-                "no model configured",
-                "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
-                "setting; for a test model: qcn-lsp make-test-model model.gguf",
-            )
+                f"no model configured; checking the demo's test model {demo} instead",
+                f"set QCN_MODEL={demo} (random weights: its text is noise) or "
+                "QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf, or the `model.path` setting",
+            ),
+            *_check_model(demo, load, settings),
         ]
     try:
         info = read_gguf_info(model)

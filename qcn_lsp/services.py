@@ -188,8 +188,11 @@ class Services:
             return "not started (waiting for the client's `initialized`)"
         return "model still loading"
 
-    async def backend_ready(self, timeout: float) -> Backend:
-        """The loaded backend, waiting up to `timeout` s; else RequestFailed."""
+    async def backend_ready(
+        self, timeout: float, on_wait: Callable[[], None] | None = None
+    ) -> Backend:
+        """The loaded backend, waiting up to `timeout` s; else RequestFailed. `on_wait` is
+        called when the wait is for a model still loading."""
         deadline = time.monotonic() + timeout
         if not self.started:
             # Requests may arrive before `initialized` was handled (settings still being pulled).
@@ -202,6 +205,8 @@ class Services:
             remaining = deadline - time.monotonic()
             if self._backend_error is not None or task is None or remaining <= 0:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
+            if on_wait is not None:
+                on_wait()
             # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
             await asyncio.wait({task}, timeout=remaining)
             if task.done() and task is self._backend_task and self._backend is None:
@@ -316,8 +321,8 @@ class Services:
     def _index_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {"state": self._index_state, "error": self._index_error}
         if self._index is not None:
-            # A snapshot: the index thread may be updating the graph meanwhile.
-            files = tuple(self._index.graph.files.values())
+            with self._index.reading() as graph:
+                files = tuple(graph.files.values())
             status.update(
                 files=len(files), definitions=sum(len(tags.definitions) for tags in files)
             )

@@ -182,6 +182,16 @@ class CompletionSettings:
         minimum=0,
         maximum=600000,
     )
+    timeout_ms: int = setting(
+        "Longest a completion request waits for its answer. Longer work (the model still "
+        "loading, the first prompt reading the whole repository context) goes on in the "
+        "background: an automatic request is answered empty and an invoked one with an error "
+        "saying why, and a request asking again at that spot gets the finished completion. "
+        "Keep it below the editor's own request timeout (eglot: 10 s).",
+        8000,
+        minimum=100,
+        maximum=600000,
+    )
 
 
 @dataclass(frozen=True)
@@ -239,6 +249,15 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = setting(
+        "Level of the server's log on stderr, which editors keep in their LSP log (Neovim's "
+        "`lsp.log` marks every such line `[ERROR]`). Wins over the `--log-level` flag once "
+        "the settings arrive; null means the flag's level, `WARNING` unless given."
+    )
+
+
+@dataclass(frozen=True)
 class SettingSpec:
     """One documented key: its dotted wire name, where it lives, its type and meaning."""
 
@@ -267,6 +286,7 @@ class Settings:
     edits: EditsSettings = field(default_factory=EditsSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def values(self) -> dict[str, Any]:

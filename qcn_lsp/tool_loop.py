@@ -28,7 +28,8 @@ from qcn_lsp.edits import (
 from qcn_lsp.errors import RequestFailed
 
 if TYPE_CHECKING:
-    from context.graph import ReferenceLocation, SymbolGraph, SymbolLocation
+    from context.graph import ReferenceLocation, SymbolLocation
+    from context.index import RepoIndex
     from qcn_lsp.server import QcnServer
 
 # How long an edit request waits for the model / index to become ready before answering with
@@ -102,7 +103,7 @@ async def propose_changes(
     files: WorkspaceFiles,
     messages: list[dict[str, str]],
     *,
-    graph: SymbolGraph | None,
+    index: RepoIndex | None,
     max_rounds: int,
 ) -> list[ProposedChange]:
     """Model -> tool calls -> tool results -> model, at most `max_rounds` times.
@@ -118,7 +119,7 @@ async def propose_changes(
             if name in EDIT_TOOL_NAMES:
                 changes.append(change_from_tool_call(name, arguments))
                 continue
-            results.append(answer_tool(name, arguments, files, graph))
+            results.append(answer_tool(name, arguments, files, index))
         if not results:
             break
         messages.append({"role": "assistant", "content": answer})
@@ -132,7 +133,7 @@ async def propose_changes(
 
 
 def answer_tool(
-    name: str, arguments: Mapping[str, Any], files: WorkspaceFiles, graph: SymbolGraph | None
+    name: str, arguments: Mapping[str, Any], files: WorkspaceFiles, index: RepoIndex | None
 ) -> str:
     """The answer to one read-only tool call, errors included (the model reads them)."""
     try:
@@ -141,11 +142,12 @@ def answer_tool(
         symbol = str(arguments.get("name", ""))
         if name not in ("find_symbol", "find_references"):
             return f"error: unknown tool {name}"
-        if graph is None:
+        if index is None:
             return "error: the workspace index is not ready"
-        if name == "find_symbol":
-            return _listing([_definition_line(item) for item in graph.definitions(symbol)])
-        return _listing([_reference_line(item) for item in graph.references(symbol)])
+        with index.reading() as graph:
+            if name == "find_symbol":
+                return _listing([_definition_line(item) for item in graph.definitions(symbol)])
+            return _listing([_reference_line(item) for item in graph.references(symbol)])
     except EditRejected as exc:
         return f"error: {exc}"
 

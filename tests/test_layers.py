@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("qcn_lsp", "engine", "context", "bench", "scripts")
 FEATURES = "qcn_lsp.features"
@@ -113,10 +111,6 @@ def test_engine_knows_nothing_of_context_or_the_server() -> None:
     assert _violations("engine", ("context", "qcn_lsp")) == []
 
 
-@pytest.mark.xfail(
-    reason="context/assemble.py imports engine.formats until the s-context branch lands",
-    strict=False,
-)
 def test_context_knows_nothing_of_the_engine_or_the_server() -> None:
     assert _violations("context", ("engine", "qcn_lsp")) == []
 

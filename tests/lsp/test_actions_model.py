@@ -135,6 +135,12 @@ async def test_edit_files_reports_progress_and_can_be_cancelled(
         ]
         assert isinstance(reports[-1], types.WorkDoneProgressEnd)
         assert len(applied) == int(bool(result["files"]))
+        if not result["files"]:
+            # Nothing to apply: the reason is in the result (the plugin shows it) and the LSP
+            # log, never also in a window/showMessage.
+            reason = result["reason"]
+            assert reason and not [m for m in client.messages if reason in m.message]
+            assert any(reason in m.message for m in client.log_messages)
 
         # A second run, cancelled from the client as soon as its progress begins.
         seen = set(client.progress_reports)

@@ -91,9 +91,9 @@ async def converse(root: Path, answers: Sequence[str], max_rounds: int = 4):
     backend = ScriptedBackend(answers)
     files = WorkspaceFiles([root], lambda path: None)
     messages = file_prompt("rename add to plus", "pkg/a.py", "def add(a, b): ...")
-    graph = built_index(root).graph
+    index = built_index(root)
     changes = await propose_changes(
-        run_for(backend), files, messages, graph=graph, max_rounds=max_rounds
+        run_for(backend), files, messages, index=index, max_rounds=max_rounds
     )
     return backend, files, changes
 
@@ -103,7 +103,7 @@ def test_symbol_tools_answer_with_lines_names_and_kinds() -> None:
     files = WorkspaceFiles([POLY], lambda path: None)
 
     def answer(tool: str, name: str) -> str:
-        return answer_tool(tool, {"name": name}, files, index.graph)
+        return answer_tool(tool, {"name": name}, files, index)
 
     assert answer("find_symbol", "make_user") == "py/app/models.py:13 make_user (function)"
     assert answer("find_references", "make_user") == (

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from context.index import RepoIndex, diff_edit
+from context.index import RepoIndex
 from context.languages import grammar, language_for_path
 from context.tags import FileTags, extract_tags
+from context.textdiff import common_affixes
 
-FIXTURE = Path(__file__).parent / "fixtures" / "repos" / "poly"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "repos" / "poly"
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +182,17 @@ def test_scan_honours_gitignore_secrets_and_limits(workspace: Path, tmp_path: Pa
     assert index.scanner.accepts(workspace / "keep.log")
 
 
+# One file per language family with nested blocks.
+EDITED_FILES = [
+    "py/app/service.py",
+    "ts/shapes.ts",
+    "go/geom/geom.go",
+    "rust/src/counter.rs",
+    "cpp/stack.hpp",
+    "java/com/example/App.java",
+]
+
+
 def _random_edit(rng: random.Random, text: str) -> str:
     position = rng.randrange(len(text) + 1)
     action = rng.random()
@@ -198,17 +210,7 @@ def _random_edit(rng: random.Random, text: str) -> str:
     return text[:position] + text[source : source + 40] + text[position:]
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "py/app/service.py",
-        "ts/shapes.ts",
-        "go/geom/geom.go",
-        "rust/src/counter.rs",
-        "cpp/stack.hpp",
-        "java/com/example/App.java",
-    ],
-)
+@pytest.mark.parametrize("path", EDITED_FILES)
 def test_incremental_updates_match_full_parse(workspace: Path, path: str) -> None:
     index = RepoIndex([workspace])
     index.build()
@@ -219,12 +221,7 @@ def test_incremental_updates_match_full_parse(workspace: Path, path: str) -> Non
     index.update_document(str(workspace / path), text)
     for step in range(60):
         new_text = _random_edit(rng, text)
-        if step % 2:
-            edit = diff_edit(text.encode(), new_text.encode())
-            edits = [edit] if edit is not None else []
-            tags = index.update_document(str(workspace / path), new_text, edits=edits)
-        else:
-            tags = index.update_document(str(workspace / path), new_text)
+        tags = index.update_document(str(workspace / path), new_text)
         expected = full_tags(path, new_text.encode())
         assert tags.definitions == expected.definitions, step
         assert tags.references == expected.references, step
@@ -233,17 +230,7 @@ def test_incremental_updates_match_full_parse(workspace: Path, path: str) -> Non
     assert index.graph.files[path] == tags
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "py/app/service.py",
-        "ts/shapes.ts",
-        "go/geom/geom.go",
-        "rust/src/counter.rs",
-        "cpp/stack.hpp",
-        "java/com/example/App.java",
-    ],
-)
+@pytest.mark.parametrize("path", EDITED_FILES)
 def test_typing_new_lines_matches_full_parse(workspace: Path, path: str) -> None:
     """Typing a new statement at the end of every line, one character at a time: the edits
     fall between statements, inside blocks and across half-typed brackets."""
@@ -265,19 +252,46 @@ def test_typing_new_lines_matches_full_parse(workspace: Path, path: str) -> None
             assert tags.imports == expected.imports, (row, offset)
 
 
-def test_edit_tuples_are_accepted(workspace: Path) -> None:
+def test_renamed_definition_moves_in_the_graph(workspace: Path) -> None:
     index = RepoIndex([workspace])
     index.build()
     path = str(workspace / "py" / "app" / "models.py")
     old = (workspace / "py" / "app" / "models.py").read_text()
     index.update_document(path, old)
-    new = old.replace("def make_user", "def make_person")
-    start = old.index("make_user")
-    edit = (start, start + 9, start + 11, (12, 4), (12, 13), (12, 15))
-    tags = index.update_document(path, new, edits=[edit])
+    tags = index.update_document(path, old.replace("def make_user", "def make_person"))
     assert "make_person" in tags.defined_names
     assert [loc.path for loc in index.graph.definitions("make_person")] == ["py/app/models.py"]
     assert index.graph.definitions("make_user") == []
+
+
+def _naive_affixes(old: str, new: str) -> tuple[int, int]:
+    prefix = 0
+    while prefix < min(len(old), len(new)) and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while (
+        suffix < min(len(old), len(new)) - prefix
+        and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]
+    ):
+        suffix += 1
+    return prefix, suffix
+
+
+def test_common_affixes_of_str_and_bytes() -> None:
+    rng = random.Random(5)
+    base = "".join(rng.choice("ab\né") for _ in range(9000))
+    for _ in range(200):
+        old = _random_edit(rng, base)
+        new = _random_edit(rng, old)
+        assert common_affixes(old, new) == _naive_affixes(old, new)
+        old_bytes, new_bytes = old.encode(), new.encode()
+        prefix, suffix = common_affixes(old_bytes, new_bytes)
+        assert (prefix, suffix) == _naive_affixes(
+            old_bytes.decode("latin-1"), new_bytes.decode("latin-1")
+        )
+    # The suffix never overlaps the prefix: "aaa" -> "aaaa" is one "a" inserted at the end.
+    assert common_affixes("aaa", "aaaa") == (3, 0)
+    assert common_affixes(b"", b"x") == (0, 0)
 
 
 def test_persistence_reparses_only_changed_files(workspace: Path, tmp_path: Path) -> None:
