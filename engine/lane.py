@@ -101,6 +101,7 @@ class LaneRunner:
                 n_ctx=self.n_ctx,
                 n_batch=self.config.n_batch,
                 n_threads=self.config.n_threads,
+                kv_cache=self.config.kv_cache,
             )
             self.n_ctx = self.state.session.n_ctx
 
@@ -264,7 +265,9 @@ class LaneRunner:
         session = state.session
         assert session is not None
         planned = snapshot_at.get(pos)
-        if planned is not None:
+        # Room first, then the copy: the budget bounds the peak (a real-size checkpoint is
+        # 75 MiB).
+        if planned is not None and state.cache.make_room(session.snapshot_size(partial=True)):
             data = session.snapshot(partial=True)
             if state.cache.add(Checkpoint(pos, "partial", data, planned.priority)):
                 report.checkpoints_taken += 1

@@ -75,19 +75,24 @@ class LocalEngine:
             raise
 
     def _load_model(self) -> LoadedModel:
-        return LoadedModel(self.config.model_path, n_gpu_layers=self.config.n_gpu_layers)
+        # Both are checked here, so a bad memory setting fails before the weights load.
+        weights, _ = self.config.weights, self.config.kv_cache
+        return LoadedModel(self.config.model_path, weights)
 
     def _setup(self, model: LoadedModel) -> None:
         config = self.config
         self._model = model
         interactive, background = lane_configs(config, model.n_ctx_train)
         check_contexts_fit(
-            config.model_path, [interactive.n_ctx, background.n_ctx], available_bytes()
+            config.model_path,
+            [interactive.n_ctx, background.n_ctx],
+            available_bytes(),
+            config.kv_cache,
         )
         self._memo = TokenMemo(model, config.token_memo_entries)
         if config.state_dir is not None and config.prompt_cache:
             # "exact": states are taken only after multi-token micro-batches (engine.batching)
-            signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16|exact"
+            signature = f"n_batch={config.prefill_chunk}|seq=1|{config.kv_cache.signature}|exact"
             try:
                 self._store = StateStore(
                     Path(config.state_dir),

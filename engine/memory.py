@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.errors import ModelLoadError
 from engine.gguf_info import GGUFInfoError, read_gguf_info
+from engine.placement import KvCache
 
 # Share of the available memory the contexts may take: llama.cpp's compute buffers, the
 # checkpoint cache and the rest of the process need the remainder.
@@ -43,15 +44,19 @@ def available_bytes() -> int | None:
 
 
 def check_contexts_fit(
-    model_path: str | os.PathLike[str], lane_contexts: Sequence[int], available: int | None
+    model_path: str | os.PathLike[str],
+    lane_contexts: Sequence[int],
+    available: int | None,
+    kv_cache: KvCache,
 ) -> None:
-    """ModelLoadError when contexts of `lane_contexts` tokens (interactive lane first) would
-    need more than USABLE_SHARE of `available` bytes; nothing when it cannot be estimated."""
+    """ModelLoadError when contexts of `lane_contexts` tokens (interactive lane first), with
+    attention KV stored as `kv_cache` says, would need more than USABLE_SHARE of `available`
+    bytes; nothing when it cannot be estimated."""
     try:
         info = read_gguf_info(Path(model_path))
     except GGUFInfoError:
         return
-    per_token = info.kv_bytes_per_token
+    per_token = info.kv_bytes_per_token_as(kv_cache.type_k, kv_cache.type_v)
     if per_token is None or available is None or not lane_contexts:
         return
     state = info.recurrent_state_bytes or 0

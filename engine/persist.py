@@ -93,7 +93,11 @@ class StateStore:
     ) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        # diskcache culls only after a write and knows nothing of parents: the store makes
+        # room itself before each write (`_make_room`); diskcache's own cull is the backstop
+        # for entries of other scopes sharing the directory.
         self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
+        self._size_limit = size_limit
         self._scope = "|".join([model_identity(model_path), LLAMA_CPP_VERSION, context_signature])
         self._index_key = "index-" + hashlib.sha256(self._scope.encode()).hexdigest()
         self._max_entries = max_entries
@@ -117,6 +121,7 @@ class StateStore:
         self.rejected = 0
         self.writes = 0
         self.failed_writes = 0
+        self.evicted = 0
 
     def _key(self, digest: bytes, n_tokens: int, partial: bool = False) -> str:
         kind = "partial" if partial else "full"
@@ -167,6 +172,15 @@ class StateStore:
             }
             meta_bytes = json.dumps(meta).encode()
             header = MAGIC + _HEADER_LEN.pack(len(meta_bytes)) + meta_bytes
+            if not self._make_room(len(header) + len(state), keep=parent):
+                logger.info(
+                    "state of %d tokens (%d bytes) not persisted: it does not fit the disk "
+                    "cap of %d bytes (cache.stateDiskMB)",
+                    n_tokens,
+                    len(state),
+                    self._size_limit,
+                )
+                return
             self._cache.set(key, _HeaderThenData(header, state), read=True)
             self._update_index(add=(n_tokens, digest, parent))
             self.writes += 1
@@ -176,6 +190,22 @@ class StateStore:
             log("could not persist state %s (%s): the next start prefills it again", key, exc)
         finally:
             self._pending.discard(key)
+
+    def _make_room(self, incoming: int, keep: tuple[int, bytes] | None) -> bool:
+        """Evict this scope's oldest entries until `incoming` bytes fit under the cap: a full
+        snapshot goes with the partial entries that need it, and `keep` (the parent of the
+        entry being written) is never evicted. False when the entry is larger than the cap."""
+        if incoming > self._size_limit:
+            return False
+        while self._cache.volume() + incoming > self._size_limit:
+            with self._lock:
+                fulls = [e for e in self._index if e[2] is None and e[:2] != keep]
+                victim = fulls[0] if fulls else None
+            if victim is None:  # the rest is other scopes': diskcache culls their oldest
+                return True
+            self.drop(victim[1], victim[0])
+            self.evicted += 1
+        return True
 
     def _update_index(
         self, *, add: IndexEntry | None = None, remove: tuple[int, bytes] | None = None
@@ -284,6 +314,7 @@ class StateStore:
             "rejected": self.rejected,
             "writes": self.writes,
             "failed_writes": self.failed_writes,
+            "evicted": self.evicted,
         }
 
     def close(self) -> None:

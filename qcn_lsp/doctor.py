@@ -12,13 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qcn_lsp.doctor_memory import human_bytes
 from qcn_lsp.settings import Settings
 
 if TYPE_CHECKING:
     from engine.gguf_info import GGUFInfo
 
 PINNED_LLAMA_CPP = "0.3.36"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -109,10 +116,21 @@ def _check_grammars() -> Finding:
     )
 
 
-def demo_model_path() -> Path:
-    """Where `make demo` (scripts/demo.py) writes its test model: in the cache directory, so
-    that every installation of qcn-lsp finds it."""
-    return Path(Settings().cache.dir) / "models" / "tiny.gguf"
+# What `make demo` (scripts/demo.py) writes: the small model with Qwen's vocabulary, or the tiny
+# byte-level one when Qwen's tokenizer files could not be fetched.
+DEMO_MODELS = ("small-qwen.gguf", "tiny.gguf")
+
+
+def demo_model_path(name: str | None = None) -> Path:
+    """Where `make demo` writes its test model `name`: in the cache directory, so that every
+    installation of qcn-lsp finds it. Without a name: the one it wrote (the first choice when
+    neither is there)."""
+    models = Path(Settings().cache.dir) / "models"
+    if name is not None:
+        return models / name
+    return next(
+        (models / n for n in DEMO_MODELS if (models / n).is_file()), models / DEMO_MODELS[0]
+    )
 
 
 def _check_model(model: Path | None, load: bool, settings: Settings) -> list[Finding]:
@@ -174,34 +192,54 @@ def _check_model(model: Path | None, load: bool, settings: Settings) -> list[Fin
                 "inline completion needs a coder model with <|fim_prefix|> tokens",
             )
         )
-    findings.append(Finding(*_check_memory(info, settings)))
+    findings.extend(_check_memory(info, settings))
     if load:
         findings.append(_try_load(info.path, settings.model.context_length))
     return findings
 
 
-def _check_memory(info: GGUFInfo, settings: Settings) -> tuple[bool, str, str]:
-    from qcn_lsp.doctor_memory import MemoryNeed, available_ram, free_vram, memory_fit
+def _check_memory(info: GGUFInfo, settings: Settings) -> list[Finding]:
+    """The estimate per part, against this machine's RAM and GPU memory."""
+    from engine.placement import gpu_devices
+    from qcn_lsp.memory import advice, estimate, system_ram
 
-    need = MemoryNeed(
-        weights=info.size_bytes,
-        kv_per_token=info.kv_bytes_per_token or 0,
-        context_length=settings.model.context_length,
-        recurrent=info.recurrent_state_bytes or 0,
-        checkpoints=settings.engine.checkpoint_memory_mb * 1024 * 1024 if info.hybrid else 0,
-        layers=info.block_count or 0,
-    )
-    vram = free_vram() if _gpu_offload() else None
-    return memory_fit(need, available_ram(), vram, settings.model.gpu_layers)
-
-
-def _gpu_offload() -> bool:
     try:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception:  # a broken build: _check_llama_cpp says so
-        return False
+        gpus = gpu_devices()
+    except (OSError, AttributeError):  # a llama-cpp-python without these libraries
+        gpus = []
+    vram = sum(g.free_bytes for g in gpus) if gpus else None
+    ram = system_ram()
+    need = estimate(info, settings, gpu=vram is not None)
+    parts = "; ".join(f"{what} {human_bytes(n)} ({place})" for what, n, place in need.parts)
+    findings = [Finding(True, f"memory: {parts}")]
+    if gpus:
+        names = ", ".join(
+            f"{g.description or g.name} {human_bytes(g.free_bytes)} free" for g in gpus
+        )
+        findings.append(Finding(True, f"GPU: {names}"))
+    tips = advice(info, settings, ram=ram[0] if ram else None, vram=vram)
+    if ram is not None:
+        total, available = ram
+        ok = need.ram + need.persist_peak <= total
+        findings.append(
+            Finding(
+                ok,
+                f"RAM: needs {human_bytes(need.ram)} (+ {human_bytes(need.persist_peak)} for a "
+                f"moment while persisting the repository state) of {human_bytes(total)} "
+                f"({human_bytes(available)} available)",
+                "" if ok else "; ".join(t for t in tips if "checkpointMemoryMB" in t),
+            )
+        )
+    if vram is not None:
+        ok = need.gpu <= vram
+        findings.append(
+            Finding(
+                ok,
+                f"GPU memory: needs {human_bytes(need.gpu)} of {human_bytes(vram)} free",
+                "" if ok else "; ".join(t for t in tips if "checkpointMemoryMB" not in t),
+            )
+        )
+    return findings
 
 
 def _try_load(path: Path, context_length: int) -> Finding:
@@ -250,22 +288,24 @@ def run_doctor(
     model: Path | None,
     cache_dir: Path | None,
     load: bool = True,
-    *,
+    settings: Settings | None = None,
     backend_url: str | None = None,
     backend_model: str | None = None,
     api_key_env: str = "",
 ) -> int:
-    defaults = Settings()
-    model = model or (Path(defaults.model.path) if defaults.model.path else None)
-    cache_dir = cache_dir or Path(defaults.cache.dir)
+    """`settings`: what the memory estimate is for (default: the defaults); `backend_url`:
+    check that endpoint (backend.kind = openai) instead of a local GGUF."""
+    settings = settings or Settings()
+    model = model or (Path(settings.model.path) if settings.model.path else None)
+    cache_dir = cache_dir or Path(settings.cache.dir)
     if backend_url is not None:
         from qcn_lsp.doctor_remote import check_remote
 
         # backend.kind = openai: the endpoint serves the model, no local GGUF is needed.
-        checks = check_remote(backend_url, backend_model or defaults.backend.model, api_key_env)
+        checks = check_remote(backend_url, backend_model or settings.backend.model, api_key_env)
         served = [Finding(*check) for check in checks]
     else:
-        served = _check_model(model, load, defaults)
+        served = _check_model(model, load, settings)
     findings = [
         _check_python(),
         *_check_llama_cpp(),

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from qcn_lsp.doctor_memory import human_bytes as human
+from qcn_lsp.doctor import human_bytes as human
 from qcn_lsp.model_repo import PullError, RemoteFile, base_url, quant_files, repo_name
 from qcn_lsp.settings import Settings
 

@@ -266,9 +266,17 @@ class Services:
                 n_ctx=model.context_length,
                 n_threads=model.threads,
                 n_gpu_layers=model.gpu_layers,
+                cpu_moe=model.cpu_moe,
+                n_cpu_moe=model.n_cpu_moe,
+                cache_type_k=model.cache_type_k,
+                cache_type_v=model.cache_type_v,
+                flash_attention=model.flash_attention,
+                mmap=model.mmap,
+                mlock=model.mlock,
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
                 state_dir=state_dir,
+                state_cache_bytes=settings.cache.state_disk_mb << 20,
                 prompt_cache=engine.prompt_cache,
             )
         )

@@ -70,6 +70,46 @@ class ModelSettings:
         minimum=-1,
         maximum=1000,
     )
+    cpu_moe: bool = setting(
+        "Keep the routed experts (MoE expert weights) of every layer in system RAM while the "
+        "rest goes to the GPU, as llama.cpp's `--cpu-moe`: the experts are ~95% of "
+        "Qwen3-Coder-Next's weights but only 10 of 512 run per token, so a 48 GB Q4 model runs "
+        "on a 24 GB GPU.",
+        False,
+    )
+    n_cpu_moe: int = setting(
+        "Keep the routed experts of the first N layers in system RAM (llama.cpp's "
+        "`--n-cpu-moe N`): raise N until the rest fits the GPU. Ignored when `model.cpuMoe` is "
+        "on.",
+        0,
+        minimum=0,
+        maximum=1000,
+    )
+    cache_type_k: Literal["f16", "q8_0", "q4_0"] = setting(
+        "Element type of the attention K cache (llama.cpp's `-ctk`): q8_0 takes 53% of f16's "
+        "memory, q4_0 28%.",
+        "f16",
+    )
+    cache_type_v: Literal["f16", "q8_0", "q4_0"] = setting(
+        "Element type of the attention V cache (llama.cpp's `-ctv`); a quantized V cache needs "
+        "flash attention (`model.flashAttention` auto or on).",
+        "f16",
+    )
+    flash_attention: Literal["auto", "on", "off"] = setting(
+        "Flash attention (llama.cpp's `-fa`): auto lets llama.cpp decide per device and turns "
+        "it on for a quantized V cache.",
+        "auto",
+    )
+    mmap: bool = setting(
+        "Memory-map the GGUF (llama.cpp's default): weights are paged in from the file and "
+        "shared with the page cache; off reads them into RAM at load.",
+        True,
+    )
+    mlock: bool = setting(
+        "Lock the weights in RAM so the OS never swaps or compresses them (llama.cpp's "
+        "`--mlock`; needs a high enough `ulimit -l`, else llama.cpp warns and goes on).",
+        False,
+    )
 
 
 @dataclass(frozen=True)
@@ -193,7 +233,9 @@ class EditsSettings:
 @dataclass(frozen=True)
 class EngineSettings:
     checkpoint_memory_mb: int = setting(
-        "RAM budget for recurrent-state checkpoints of the in-process engine.",
+        "RAM budget for recurrent-state checkpoints of the in-process engine, both lanes "
+        "together (completions three quarters, edits and chat one quarter). A checkpoint of "
+        "Qwen3-Coder-Next is 75.4 MiB: the default holds 10 + 3.",
         1024,
         minimum=16,
         maximum=1048576,
@@ -221,6 +263,15 @@ class CacheSettings:
         "Directory for the persisted repo-context state and the symbol index. Defaults to "
         "`$XDG_CACHE_HOME/qcn-lsp` (`~/.cache/qcn-lsp`).",
         factory=_default_cache_dir,
+    )
+    state_disk_mb: int = setting(
+        "Most disk space the persisted model state may take in `cache.dir`; the oldest "
+        "entries are evicted first. One entry on Qwen3-Coder-Next is its 75 MiB recurrent "
+        "state plus 24 KiB per prompt token (0.8 GiB at 32K tokens).",
+        16384,
+        minimum=64,
+        maximum=16777216,
+        key="stateDiskMB",
     )
 
 

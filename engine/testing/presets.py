@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-PresetName = Literal["tiny", "small"]
+PresetName = Literal["tiny", "small", "geometry"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,30 @@ PRESETS: Mapping[str, ModelPreset] = MappingProxyType(
             expert_used_count=4,
             expert_feed_forward_length=128,
             expert_shared_feed_forward_length=256,
+            context_length=262144,
+        ),
+        # Qwen3-Coder-Next's own layer pattern and state geometry (48 layers = 12 x (3 Gated
+        # DeltaNet + 1 gated attention); DeltaNet 16 key / 32 value heads of 128, conv kernel
+        # 4; attention 16 Q / 2 KV heads of 256), so a recurrent checkpoint is the real
+        # 75.4 MiB and attention KV the real 24 KiB per token, with a hidden size of 64 and
+        # four tiny experts so that weights stay ~100 MB and a token costs milliseconds.
+        "geometry": ModelPreset(
+            name="geometry",
+            embedding_length=64,
+            block_count=48,
+            full_attention_interval=4,
+            head_count=16,
+            head_count_kv=2,
+            head_dim=256,
+            rope_dimension_count=64,
+            ssm_state_size=128,
+            ssm_group_count=16,
+            ssm_time_step_rank=32,
+            ssm_conv_kernel=4,
+            expert_count=4,
+            expert_used_count=2,
+            expert_feed_forward_length=32,
+            expert_shared_feed_forward_length=32,
             context_length=262144,
         ),
     }

@@ -145,9 +145,16 @@ def _learn_merges(text: str, max_merges: int) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Vocabulary:
+    """Tokens by id (byte-level BPE spelling; added tokens as plain text), their GGUF token
+    types, the merges, and which tokens end, pad and begin a sequence."""
+
     tokens: list[str]
     token_types: list[int]
     merges: list[str]
+    eos: str = "<|endoftext|>"
+    pad: str = "<|endoftext|>"
+    bos: str = "<|endoftext|>"
+    add_bos: bool = False
 
     def id_of(self, text: str) -> int:
         return self.tokens.index(text)

@@ -10,6 +10,7 @@ import gguf
 import numpy as np
 import numpy.typing as npt
 
+from engine.testing.hf_vocab import load_hf_vocabulary
 from engine.testing.presets import PRESETS, ModelPreset, PresetName
 from engine.testing.vocab import Vocabulary, build_vocabulary
 
@@ -82,11 +83,10 @@ def _add_tokenizer(writer: gguf.GGUFWriter, vocab: Vocabulary) -> None:
     writer.add_token_list(vocab.tokens)
     writer.add_token_types(vocab.token_types)
     writer.add_token_merges(vocab.merges)
-    endoftext = vocab.id_of("<|endoftext|>")
-    writer.add_bos_token_id(endoftext)
-    writer.add_eos_token_id(endoftext)
-    writer.add_pad_token_id(endoftext)
-    writer.add_add_bos_token(False)
+    writer.add_bos_token_id(vocab.id_of(vocab.bos))
+    writer.add_eos_token_id(vocab.id_of(vocab.eos))
+    writer.add_pad_token_id(vocab.id_of(vocab.pad))
+    writer.add_add_bos_token(vocab.add_bos)
     fim_keys = {
         gguf.Keys.Tokenizer.FIM_PRE_ID: "<|fim_prefix|>",
         gguf.Keys.Tokenizer.FIM_SUF_ID: "<|fim_suffix|>",
@@ -95,8 +95,10 @@ def _add_tokenizer(writer: gguf.GGUFWriter, vocab: Vocabulary) -> None:
         gguf.Keys.Tokenizer.FIM_REP_ID: "<|repo_name|>",
         gguf.Keys.Tokenizer.FIM_SEP_ID: "<|file_sep|>",
     }
+    present = set(vocab.tokens)
     for key, text in fim_keys.items():
-        writer.add_uint32(key, vocab.id_of(text))
+        if text in present:
+            writer.add_uint32(key, vocab.id_of(text))
 
 
 def _add_tensors(
@@ -180,22 +182,30 @@ def _add_tensors(
 
 
 def write_test_model(
-    path: str | Path, preset: PresetName | ModelPreset = "tiny", seed: int = 0
+    path: str | Path,
+    preset: PresetName | ModelPreset = "tiny",
+    seed: int = 0,
+    *,
+    tokenizer: str | Path | None = None,
 ) -> Path:
-    """Write a random-weight qwen3next GGUF to `path` (replaced atomically) and return it;
-    `preset` names one of PRESETS, or gives the sizes (tests of unusual geometries)."""
+    """Write a random-weight qwen3next GGUF to `path` (replaced atomically) and return it.
+
+    `preset` names one of PRESETS, or gives the sizes (tests of unusual geometries).
+    `tokenizer`: a Hugging Face `tokenizer.json` of the Qwen2/Qwen3 family whose vocabulary the
+    model gets (`engine.testing.hf_vocab`); None: the built-in byte-level test vocabulary.
+    """
     if isinstance(preset, str) and preset not in PRESETS:
         raise ValueError(f"unknown test model preset {preset!r} (known: {', '.join(PRESETS)})")
     if seed < 0:
         raise ValueError(f"test model seed must be >= 0, got {seed}")
     config = preset if isinstance(preset, ModelPreset) else PRESETS[preset]
+    vocab = build_vocabulary() if tokenizer is None else load_hf_vocabulary(tokenizer)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     writer = gguf.GGUFWriter(partial, ARCH)
     try:
         _add_hyperparameters(writer, config)
-        vocab = build_vocabulary()
         _add_tokenizer(writer, vocab)
         _add_tensors(writer, config, vocab, seed)
         writer.write_header_to_file()

@@ -30,7 +30,7 @@ def test_the_demo_types_explains_and_ends_with_next_steps(tmp_path: Path) -> Non
     result = run_demo(timeout=600, XDG_CACHE_HOME=str(tmp_path))
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    model = tmp_path / "qcn-lsp" / "models" / "tiny.gguf"
+    model = tmp_path / "qcn-lsp" / "models" / "small-qwen.gguf"
     assert model.is_file()  # where `qcn-lsp doctor` looks for it
     assert "the file on disk stays as it is" in out
     assert "first keystroke: reading the whole prompt" in out

@@ -4,6 +4,7 @@ asks for more, with `--log-level` or the `log.level` setting, which wins."""
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any
 
 from tests.lsp.helpers import RawLspProcess
@@ -13,8 +14,16 @@ def _stderr_of_a_session(*args: str, options: Any = None) -> str:
     server = RawLspProcess(*args, stderr=subprocess.PIPE)
     try:
         server.initialize(options)
-        # Answered once the initialization options are applied.
-        server.request("workspace/executeCommand", {"command": "qcn.status", "arguments": []})
+        # Answered once the initialization options are applied; the model's load (here: no
+        # model, a warning) runs in the background, so wait until it has ended.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = server.request(
+                "workspace/executeCommand", {"command": "qcn.status", "arguments": []}
+            )
+            if "loading" not in status["result"]["engine"]["state"]:
+                break
+            time.sleep(0.1)
     finally:
         assert server.close() == 0
     assert server.proc.stderr is not None

@@ -89,6 +89,32 @@ def test_cache_never_exceeds_its_budget(budget: int, ops: list[tuple[str, int, i
         assert cache.bytes_used == sum(c.nbytes for c in cache._all())
 
 
+def test_room_is_made_before_a_snapshot_is_copied_out() -> None:
+    """What a lane does before copying a snapshot: stored + the new one stay within budget."""
+    cache = CheckpointCache(300)
+    for pos in (10, 20, 30):
+        cache.add(_cp(pos, 100))
+    assert cache.make_room(150)
+    assert cache.bytes_used + 150 <= 300
+    assert cache.partial_positions() == [30]  # least recently used first
+    assert not cache.make_room(301)
+    assert cache.partial_positions() == [30]  # a snapshot that can never fit evicts nothing
+
+
+def test_both_lanes_together_stay_within_the_checkpoint_setting() -> None:
+    from engine.config import EngineConfig, lane_configs
+
+    interactive, background = lane_configs(EngineConfig("m.gguf", checkpoint_memory_mb=1024), 4096)
+    assert interactive.checkpoint_budget_bytes == 768 << 20
+    assert background.checkpoint_budget_bytes == 256 << 20
+    explicit = EngineConfig("m.gguf", checkpoint_memory_mb=1024, background_checkpoint_memory_mb=64)
+    interactive, background = lane_configs(explicit, 4096)
+    assert (interactive.checkpoint_budget_bytes, background.checkpoint_budget_bytes) == (
+        1024 << 20,
+        64 << 20,
+    )
+
+
 def test_cache_evicts_cursor_checkpoints_before_stable_boundaries() -> None:
     cache = CheckpointCache(300)
     cache.add(_cp(10, 100, PRIORITY_STABLE))

@@ -33,6 +33,7 @@ from engine.lane import LaneRunner
 from engine.local import LocalEngine
 from engine.params import GenerationParams
 from engine.persist import StateStore
+from engine.placement import KvCache
 from engine.report import RequestReport
 from engine.segments import Prompt, SegmentKind
 from engine.testing import write_test_model
@@ -76,9 +77,11 @@ def _tokens(runner: LaneRunner, prompt: Prompt) -> array[int]:
     return tokens
 
 
-def reference_tokens(model: LoadedModel, tokens: array[int], max_tokens: int) -> list[int]:
+def reference_tokens(
+    model: LoadedModel, tokens: array[int], max_tokens: int, kv_cache: KvCache | None = None
+) -> list[int]:
     """Greedy continuation after a full prefill in a fresh context."""
-    session = LlamaSession(model, n_ctx=4096, n_batch=N_BATCH, n_threads=2)
+    session = LlamaSession(model, n_ctx=4096, n_batch=N_BATCH, n_threads=2, kv_cache=kv_cache)
     sampler = Sampler(temperature=0, top_k=0, top_p=1.0, min_p=0.0, seed=0)
     try:
         for start in range(0, len(tokens), N_BATCH):
@@ -101,7 +104,9 @@ async def _reference(engine: LocalEngine, prompt: Prompt, max_tokens: int) -> li
     runner = engine._runner("interactive")
     tokens = _tokens(runner, prompt)
     # On the worker thread: llama contexts are not thread-safe, and this keeps one at a time.
-    future = runner.executor.submit(reference_tokens, runner.model, tokens, max_tokens)
+    future = runner.executor.submit(
+        reference_tokens, runner.model, tokens, max_tokens, runner.config.kv_cache
+    )
     return await asyncio.wrap_future(future)
 
 
@@ -149,21 +154,50 @@ edit_step = st.one_of(
 )
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    trace=st.lists(edit_step, min_size=3, max_size=10),
-    seed=st.integers(0, 100),
-    # 0.12 MB holds a handful of tiny-model checkpoints, so eviction happens; 4 MB also
-    # keeps full snapshots of the repository context in RAM
-    budget_mb=st.sampled_from([0.12, 4.0]),
-)
+# A trace replayed on an engine (`_replay_edit_trace`); 0.12 MB holds a handful of tiny-model
+# checkpoints, so eviction happens; 4 MB also keeps full snapshots of the repository context.
+edit_trace = {
+    "trace": st.lists(edit_step, min_size=3, max_size=10),
+    "seed": st.integers(0, 100),
+    "budget_mb": st.sampled_from([0.12, 4.0]),
+}
+slow_examples = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=slow_examples)
+@given(**edit_trace)
 def test_random_edit_traces_match_a_fresh_full_prefill(
     model_path: Path, trace: list[tuple[str, Any, Any]], seed: int, budget_mb: float
 ) -> None:
+    _replay_edit_trace(model_path, trace, seed, budget_mb, KvCache())
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=slow_examples)
+@given(
+    **edit_trace,
+    kv_cache=st.sampled_from(
+        [KvCache("q8_0", "q8_0"), KvCache("q4_0", "q4_0"), KvCache("q8_0", "f16", "off")]
+    ),
+)
+def test_random_edit_traces_match_a_fresh_full_prefill_with_a_quantized_kv_cache(
+    model_path: Path,
+    trace: list[tuple[str, Any, Any]],
+    seed: int,
+    budget_mb: float,
+    kv_cache: KvCache,
+) -> None:
+    _replay_edit_trace(model_path, trace, seed, budget_mb, kv_cache)
+
+
+def _replay_edit_trace(
+    model_path: Path,
+    trace: list[tuple[str, Any, Any]],
+    seed: int,
+    budget_mb: float,
+    kv_cache: KvCache,
+) -> None:
+    """Replay `trace` on an engine and compare every output with a fresh full prefill (in a
+    context with the same KV cache types)."""
     rng = random.Random(seed)
     files = [CODE[i % 4] * 3 + CODE[(i + 1) % 4] for i in range(3)]
     repos = ["".join(CODE) * 2, "".join(reversed(CODE)) * 2]
@@ -172,7 +206,13 @@ def test_random_edit_traces_match_a_fresh_full_prefill(
         # persist_min_tokens is low so the repository boundary also goes through full
         # snapshots (RAM and disk) when the repository context is re-ranked back and forth
         config = _config(
-            model_path, checkpoint_memory_mb=budget_mb, state_dir=state_dir, persist_min_tokens=64
+            model_path,
+            checkpoint_memory_mb=budget_mb,
+            state_dir=state_dir,
+            persist_min_tokens=64,
+            cache_type_k=kv_cache.type_k,
+            cache_type_v=kv_cache.type_v,
+            flash_attention=kv_cache.flash_attention,
         )
         engine = LocalEngine(config)
         await engine.start()

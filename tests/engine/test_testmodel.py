@@ -146,3 +146,57 @@ def test_greedy_generation_is_repeatable_and_does_not_stop(llm: llama_cpp.Llama)
     assert len(first) == 8
     assert not any(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) for token in first)
     assert greedy(8) == first
+
+
+def test_the_header_reader_agrees_with_the_gguf_package(tiny_path: Path) -> None:
+    from engine.gguf_info import read_gguf_info
+
+    info = read_gguf_info(tiny_path)
+    reader = gguf.GGUFReader(tiny_path)
+    expected = {t.name: (int(t.data_offset), int(t.n_bytes)) for t in reader.tensors}
+    assert {t.name: (t.offset, t.n_bytes) for t in info.tensors} == expected
+    assert info.tensors_end == tiny_path.stat().st_size
+    assert info.fim_tokens and info.architecture == "qwen3next"
+    preset = PRESETS["tiny"]
+    experts = {t.name for t in info.tensors if t.expert}
+    assert experts == {name for name in expected if "_exps." in name}
+    assert len(experts) == 3 * preset.block_count
+
+
+def test_the_geometry_preset_has_the_real_models_state_sizes(tmp_path: Path) -> None:
+    """Qwen3-Coder-Next: a recurrent checkpoint of 75.4 MiB, 24 KiB of attention KV a token."""
+    from engine.gguf_info import read_gguf_info
+    from engine.host import PARTIAL_ONLY, LlamaSession, LoadedModel
+
+    path = write_test_model(tmp_path / "geometry.gguf", preset="geometry")
+    info = read_gguf_info(path)
+    assert (info.block_count, info.recurrent_layers, info.attention_layers) == (48, 36, 12)
+    # 36 DeltaNet layers x (3 x 8,192 conv + 32 heads x 128 x 128 state) f32
+    assert info.recurrent_state_bytes == 36 * (3 * 8192 + 32 * 128 * 128) * 4 == 79_036_416
+    assert info.kv_bytes_per_token == 12 * 2 * (256 + 256) * 2 == 24 * 1024
+    model = LoadedModel(path)
+    # One thread: 48 layers are ~1,500 graph nodes, each a barrier for a thread pool, and a
+    # busy machine makes every barrier wait for a time slice.
+    session = LlamaSession(model, n_ctx=256, n_batch=32, n_threads=1)
+    try:
+        tokens = list(model.tokenize("def area(w, h):\n    return w * h\n" * 16))[:32]
+        assert len(tokens) == 32
+
+        def sizes() -> tuple[int, int]:
+            partial = llama_cpp.llama_state_seq_get_size_ext(session.ctx, 0, PARTIAL_ONLY)
+            return partial, llama_cpp.llama_state_seq_get_size_ext(session.ctx, 0, 0)
+
+        session.decode(tokens[:16], 0, logits_last=False)
+        partial_16, full_16 = sizes()
+        session.decode(tokens[16:], 16, logits_last=True)
+        partial_32, full_32 = sizes()
+    finally:
+        session.close()
+        model.close()
+    # The partial state is the recurrent state (+ a few hundred bytes of headers): 75.4 MiB.
+    assert partial_16 == partial_32
+    assert 0 <= partial_32 - info.recurrent_state_bytes < 4096
+    assert round(partial_32 / 2**20, 1) == 75.4
+    # Each token adds its K and V rows (+ 12 bytes of cell position and sequence ids).
+    per_token = (full_32 - full_16) / 16
+    assert info.kv_bytes_per_token <= per_token < info.kv_bytes_per_token + 32

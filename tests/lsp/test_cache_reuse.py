@@ -1,7 +1,8 @@
 """The completion lane's state is paid for once: code actions and a cold start do not spend it.
 
-The real server and engine on the tiny model. What is checked is what each completion had to
-prefill (`qcn.status` lastRequest), never the generated text.
+The real server and engine on the tiny model with Qwen's vocabulary, so token counts are the
+real model's. What is checked is what each completion had to prefill (`qcn.status`
+lastRequest), never the generated text.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def lane_requests(state: dict[str, Any]) -> tuple[int, int]:
 
 
 async def test_a_code_action_leaves_the_completion_state_as_it_found_it(
-    tiny_model: Path, tmp_path: Path
+    qwen_tiny_model: Path, tmp_path: Path
 ) -> None:
     project = tmp_path / "project"
     project.mkdir()
@@ -84,7 +85,7 @@ async def test_a_code_action_leaves_the_completion_state_as_it_found_it(
     (project / "steps.py").write_text(text)
     cursor = end_of(text)
     async with lsp_session(
-        workspace=project, initialization_options=options(tiny_model, tmp_path / "cache")
+        workspace=project, initialization_options=options(qwen_tiny_model, tmp_path / "cache")
     ) as (client, _):
         uri = open_file(client, project / "steps.py")
         await until_ready(client)
@@ -120,7 +121,7 @@ async def test_a_code_action_leaves_the_completion_state_as_it_found_it(
 
 
 async def test_a_completion_during_indexing_waits_and_the_cold_prefill_is_paid_once(
-    tiny_model: Path, tmp_path: Path
+    qwen_tiny_model: Path, tmp_path: Path
 ) -> None:
     project = tmp_path / "big"
     # Enough files that indexing is still running when the first completion arrives.
@@ -133,7 +134,7 @@ async def test_a_completion_during_indexing_waits_and_the_cold_prefill_is_paid_o
     text = "from pkg0.mod1 import helper_1_0\n\n\n" + source(20)
     (project / "main.py").write_text(text)
     cursor = end_of(text)
-    settings = options(tiny_model, tmp_path / "cache", indexWaitMs=120_000)
+    settings = options(qwen_tiny_model, tmp_path / "cache", indexWaitMs=120_000)
     async with lsp_session(workspace=project, initialization_options=settings) as (client, _):
         uri = open_file(client, project / "main.py")
         first_request = asyncio.ensure_future(

@@ -270,9 +270,10 @@ async def test_no_model_configured_is_a_clear_error(uri: str) -> None:
 
 
 async def test_a_file_longer_than_the_context_window_is_cut_to_fit(
-    tiny_model: Path, uri: str
+    qwen_tiny_model: Path, uri: str
 ) -> None:
-    settings = options(tiny_model)
+    # Qwen's vocabulary: the window is fitted with the real model's characters per token.
+    settings = options(qwen_tiny_model)
     settings["model"]["contextLength"] = 1024
     async with lsp_session(initialization_options=settings) as (client, _):
         text, cursor = big_document("gamma")  # about 20x the window

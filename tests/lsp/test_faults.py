@@ -104,8 +104,8 @@ def wrong_architecture(path: Path) -> Path:
     ("kind", "says", "what_to_do"),
     [
         ("missing", "model file not found", "check model.path"),
-        ("truncated", "the file may be truncated", "Re-download"),
-        ("truncated header", "the file may be truncated", "Re-download"),
+        ("truncated", "is truncated", "Re-download"),
+        ("truncated header", "truncated", "Re-download"),
         ("not a GGUF", "not a GGUF file", "Re-download or re-convert"),
         (
             "wrong architecture",
