@@ -54,6 +54,13 @@ class Backend(Protocol):
         lane: Lane = "interactive",
     ) -> Generation: ...
 
+    def warm(self, prompt: Prompt, *, key: str | None = None) -> Generation:
+        """Prefill `prompt` without generating, at the lowest priority: a later `stream` or
+        `warm` preempts it between micro-batches, and what was prefilled stays live for the
+        requests that share the prefix. The generation yields no text; its report (with
+        `warmup` set) says what was done."""
+        ...
+
     def count_tokens(self, text: str) -> int: ...
 
     def info(self) -> ModelInfo: ...

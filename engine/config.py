@@ -18,14 +18,18 @@ class EngineConfig:
     n_gpu_layers: int = 0
     checkpoint_interval: int = 256
     checkpoint_memory_mb: float = 1024
+    # Full snapshots of prompts the interactive lane left (another file, another repository
+    # context) and of the repository context: going back restores one instead of re-reading.
+    prompt_cache_mb: float = 4096
     prefill_chunk: int = 256  # tokens per micro-batch: cancellation granularity during prefill
     background_n_ctx: int | None = None  # None: min(n_ctx, 32768)
     background_checkpoint_memory_mb: float | None = None  # None: a quarter of the main budget
+    background_prompt_cache_mb: float | None = None  # None: a quarter of the main prompt cache
     state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
     persist_min_tokens: int = 1024
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
     state_cache_bytes: int = 16 << 30
-    token_memo_entries: int = 64
+    token_memo_entries: int = 4096  # segments: a long file is many chunks
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class LaneConfig:
     n_threads: int
     checkpoint_interval: int
     checkpoint_budget_bytes: int
+    prompt_cache_bytes: int
     persist_min_tokens: int
     persist_partials: int
     checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
@@ -51,6 +56,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
     if n_ctx_train > 0:
         n_ctx = min(n_ctx, n_ctx_train)
     budget = int(config.checkpoint_memory_mb * (1 << 20))
+    prompt_cache = int(config.prompt_cache_mb * (1 << 20))
     interactive = LaneConfig(
         name="interactive",
         n_ctx=n_ctx,
@@ -58,6 +64,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         n_threads=config.n_threads or max(1, len(os.sched_getaffinity(0))),
         checkpoint_interval=config.checkpoint_interval,
         checkpoint_budget_bytes=budget,
+        prompt_cache_bytes=prompt_cache,
         persist_min_tokens=config.persist_min_tokens,
         persist_partials=config.persist_partials,
         checkpoint_at_end=False,
@@ -70,6 +77,11 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
             int(config.background_checkpoint_memory_mb * (1 << 20))
             if config.background_checkpoint_memory_mb is not None
             else budget // 4
+        ),
+        prompt_cache_bytes=(
+            int(config.background_prompt_cache_mb * (1 << 20))
+            if config.background_prompt_cache_mb is not None
+            else prompt_cache // 4
         ),
         checkpoint_at_end=True,  # chat turns grow by appending after the reply
     )

@@ -12,6 +12,10 @@ queued, so on a CPU the two never compete for cores.
 Within a lane, requests run in order; `stream(..., key=k)` cancels the previous stream of the
 same key, which stops within one token or one prefill micro-batch. Every output is
 token-identical to a fresh full prefill of the same tokens (`engine.batching`).
+
+`warm(prompt)` prefills on the interactive lane at the lowest priority: every later `stream` or
+`warm` cancels the warm-ups in flight, which stop at their next micro-batch, and a warm-up does
+not start or go on while the background lane has work (it would take its cores).
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ class LocalEngine:
         self._interactive: LaneRunner | None = None
         self._background: LaneRunner | None = None
         self._by_key: dict[str, LocalGeneration] = {}
+        self._warms: set[LocalGeneration] = set()
         self._keys_lock = threading.Lock()
+        self._background_busy = 0
         self._interactive_pending = 0
         self._interactive_idle = threading.Event()
         self._interactive_idle.set()
@@ -83,7 +89,13 @@ class LocalEngine:
                 context_signature=signature,
                 size_limit=config.state_cache_bytes,
             )
-        self._interactive = LaneRunner(interactive, model, memo=self._memo, store=self._store)
+        self._interactive = LaneRunner(
+            interactive,
+            model,
+            memo=self._memo,
+            store=self._store,
+            warm_yield=self._other_work_waits,
+        )
         self._background = LaneRunner(
             background,
             model,
@@ -92,6 +104,10 @@ class LocalEngine:
             pause=self._wait_for_interactive,
         )
         self._info = model.info(interactive.n_ctx)
+
+    def _other_work_waits(self) -> bool:
+        """Asked by a warm-up between micro-batches."""
+        return self._interactive_pending > 0 or self._background_busy > 0
 
     def _wait_for_interactive(self, gen: LocalGeneration) -> None:
         while not self._interactive_idle.wait(0.02):
@@ -116,18 +132,48 @@ class LocalEngine:
             raise ValueError(f"unknown lane {lane!r}")
         runner = self._runner(lane)
         gen = LocalGeneration(asyncio.get_running_loop(), lane)
+        self._preempt_warmups()
         if key is not None:
             with self._keys_lock:
                 previous = self._by_key.get(key)
                 self._by_key[key] = gen
             if previous is not None:
                 previous.cancel()
-        if lane == "interactive":
-            with self._pending_lock:
+        with self._pending_lock:
+            if lane == "interactive":
                 self._interactive_pending += 1
                 self._interactive_idle.clear()
+            else:
+                self._background_busy += 1
         runner.executor.submit(self._run_job, runner, prompt, params, gen, key)
         return gen
+
+    def warm(self, prompt: Prompt, *, key: str | None = None) -> LocalGeneration:
+        """Prefill `prompt` on the interactive lane at the lowest priority (module docstring).
+
+        `key` is accepted for the protocol; a local warm-up is preempted by any later call."""
+        runner = self._runner("interactive")
+        gen = LocalGeneration(asyncio.get_running_loop(), "interactive")
+        self._preempt_warmups()
+        with self._keys_lock:
+            self._warms.add(gen)
+        runner.executor.submit(self._warm_job, runner, prompt, gen)
+        return gen
+
+    def _preempt_warmups(self) -> None:
+        with self._keys_lock:
+            warms, self._warms = self._warms, set()
+        for gen in warms:
+            gen.cancel()
+
+    def _warm_job(self, runner: LaneRunner, prompt: Prompt, gen: LocalGeneration) -> None:
+        try:
+            if self._background_busy:
+                gen.cancel()  # the background lane has the cores: the warm-up would slow it
+            runner.warm(prompt, gen)
+        finally:
+            with self._keys_lock:
+                self._warms.discard(gen)
 
     def _run_job(
         self,
@@ -140,11 +186,13 @@ class LocalEngine:
         try:
             runner.run(prompt, params, gen)
         finally:
-            if runner.config.name == "interactive":
-                with self._pending_lock:
+            with self._pending_lock:
+                if runner.config.name == "interactive":
                     self._interactive_pending -= 1
                     if self._interactive_pending == 0:
                         self._interactive_idle.set()
+                else:
+                    self._background_busy -= 1
             if key is not None:
                 with self._keys_lock:
                     if self._by_key.get(key) is gen:
@@ -178,7 +226,7 @@ class LocalEngine:
 
     async def close(self) -> None:
         with self._keys_lock:
-            running = list(self._by_key.values())
+            running = [*self._by_key.values(), *self._warms]
         for gen in running:
             gen.cancel()
         for runner in (self._interactive, self._background):

@@ -19,7 +19,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from engine.backend import Backend, Generation
-from engine.formats import FIM_STOPS, LOCAL_WINDOW_CHARS, clip_suffix, fim_prompt
+from engine.formats import FIM_STOPS, clip_suffix, fim_prompt
 from engine.params import GenerationParams
 from engine.report import RequestReport
 from engine.segments import Prompt
@@ -276,7 +276,6 @@ class Completer:
             path,
             cursor.prefix,
             cursor.suffix,
-            local_window_chars=LOCAL_WINDOW_CHARS,
             suffix_chars=suffix_chars,
             max_prefix_chars=max_prefix_chars,
         )

@@ -584,7 +584,10 @@ async def test_switching_back_to_an_earlier_repository_context_restores_a_full_s
         back = fim(repo_a, CODE[0] * 3, 31)
         gen = await run(engine, back)
         assert gen.report is not None and gen.report.restore_kind == "full"
-        assert gen.report.restored_from == engine.count_tokens(repo_a)
+        # Not just the repository context: the prompt left was kept up to its anchor.
+        assert gen.report.restored_from is not None
+        assert gen.report.restored_from > engine.count_tokens(repo_a)
+        assert engine.stats()["interactive"]["prompt_cache"]["kept"] == 2  # both prompts left
         assert gen.token_ids == await reference(engine, back, GREEDY.max_tokens)
     finally:
         await engine.close()

@@ -10,7 +10,10 @@ import gguf
 import llama_cpp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine.formats import fim_prompt, is_safe_cut
 from engine.testing import write_test_model
 from engine.testing.presets import PRESETS
 from engine.testing.vocab import CONTROL_TOKENS, USER_DEFINED_TOKENS
@@ -146,3 +149,29 @@ def test_greedy_generation_is_repeatable_and_does_not_stop(llm: llama_cpp.Llama)
     assert len(first) == 8
     assert not any(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) for token in first)
     assert greedy(8) == first
+
+
+# Text with what decides where pre-tokens end: letters, digits, punctuation, blanks of every
+# kind (Unicode ones too) and line ends of every kind.
+_CUT_ALPHABET = "ab_Zé字1 \t\n\n\n\r\x0b\x0c\x85\u00a0\u2003\u3000.:(){}'\"#"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=_CUT_ALPHABET, max_size=60))
+def test_tokens_of_the_pieces_at_safe_cuts_are_the_tokens_of_the_whole(
+    llm: llama_cpp.Llama, text: str
+) -> None:
+    """The property the completion prompt's layout rests on (engine.formats.is_safe_cut), for
+    the tokenizer the test models ship."""
+    whole = _tokenize(llm, text)
+    for at in range(1, len(text)):
+        if is_safe_cut(text, at):
+            assert _tokenize(llm, text[:at]) + _tokenize(llm, text[at:]) == whole, at
+
+
+def test_a_completion_prompt_has_the_tokens_of_its_whole_text(llm: llama_cpp.Llama) -> None:
+    source = Path(__file__).read_text()
+    for cursor in range(0, len(source), 997):
+        prompt = fim_prompt("r", [], "t.py", source[:cursor], source[cursor:], chunk_chars=300)
+        pieces = [t for s in prompt.segments for t in _tokenize(llm, s.text)]
+        assert pieces == _tokenize(llm, prompt.text)
