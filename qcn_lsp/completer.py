@@ -1,6 +1,7 @@
 """The shared completer behind both completion flavours (popup items in
 features/popup_completion.py, ghost text in features/inline_completion.py): debounce,
-cancellation, typed-ahead reuse, the prompt, streaming notifications and post-processing.
+cancellation, typed-ahead reuse, the prompt, streaming notifications and post-processing, and
+the warm-ups after a completion (what to warm: `qcn_lsp.completion_prompt`).
 """
 
 from __future__ import annotations
@@ -8,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -19,18 +19,17 @@ from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
 from engine.backend import Backend, Generation
-from engine.formats import FIM_STOPS, clip_suffix, fim_prompt
+from engine.formats import FIM_STOPS
 from engine.params import GenerationParams
 from engine.report import RequestReport
 from engine.segments import Prompt
 from qcn_lsp import completion_logic as logic
+from qcn_lsp.completion_prompt import BuiltPrompt, CompletionPrompts, CursorText, PromptSettings
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.services import Services
 from qcn_lsp.wire import report_dict
 
 if TYPE_CHECKING:
-    from context.assemble import ContextAssembler
-    from context.index import RepoIndex
     from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
@@ -39,12 +38,6 @@ PROGRESS_METHOD = "qcn/completionProgress"
 EXPERIMENTAL_KEY = "qcnCompletionProgress"
 MAX_DOCUMENT_CHARS = 4_000_000
 BACKEND_WAIT_S = 30.0
-# Characters sampled to estimate the tokenizer's characters per token, tokens kept free for
-# the FIM markers and the path, and the share of the estimated room the file prefix may fill.
-SAMPLE_CHARS = 4_000
-PROMPT_MARGIN_TOKENS = 64
-UTF8_MAX_BYTES = 4
-PREFIX_FILL = 0.9
 
 
 @dataclass
@@ -76,10 +69,9 @@ class Completer:
         self._suggestions: dict[str, logic.Suggestion] = {}
         self._running: dict[str, asyncio.Future[None]] = {}
         self._rhythm: dict[str, logic.TypingRhythm] = {}
-        self._chars_per_token: dict[str, float] = {}
-        # One assembler per index: it keeps its last ranking so the repo prefix stays stable.
-        self._assembler: ContextAssembler | None = None
-        self._assembler_index: RepoIndex | None = None
+        self.prompts = CompletionPrompts()
+        self._warmups: set[asyncio.Task[None]] = set()
+        self._pause: asyncio.Task[None] | None = None
 
     async def complete_at(
         self, uri: str, position: types.Position, *, invoked: bool
@@ -144,6 +136,8 @@ class Completer:
 
     async def complete(self, cursor: Cursor, *, invoked: bool) -> Answer | None:
         """The completion text for `cursor`, or None when there is nothing to offer."""
+        if self._pause is not None:
+            self._pause.cancel()  # the user is typing: no pause
         if not invoked and logic.inside_word(cursor.line_prefix, cursor.line_suffix):
             return None
         reused = self._typed_ahead(cursor)
@@ -194,7 +188,13 @@ class Completer:
             temperature=settings.temperature,
             stop=tuple(FIM_STOPS),
         )
-        prompt = self._prompt(cursor, backend, params.max_tokens)
+        built = self.prompts.build(
+            CursorText(to_fs_path(cursor.uri) or cursor.uri, cursor.prefix, cursor.suffix),
+            backend,
+            self.services.index_if_ready(),
+            self._prompt_settings(),
+        )
+        prompt = built.prompt
         suggestion = logic.Suggestion(cursor.prefix, cursor.suffix)
         self._suggestions[cursor.uri] = suggestion
         finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -241,65 +241,66 @@ class Completer:
             )
         if stream:
             self._notify(cursor, suggestion.text, done=True, report=report)
+        self._after_completion(cursor, built, suggestion.text, backend)
         return Answer(suggestion.text, reused=False) if suggestion.text else None
 
-    def _prompt(self, cursor: Cursor, backend: Backend, max_tokens: int) -> Prompt:
-        path = to_fs_path(cursor.uri) or cursor.uri
-        n_ctx = backend.info().n_ctx
+    # -- warm-ups ---------------------------------------------------------------------------
+
+    def _prompt_settings(self) -> PromptSettings:
         settings = self.server.settings
-        # The repository context gets at most half the window; the current file what is left
-        # after the answer, the suffix and the FIM markers. Characters per token are sampled
-        # from the text before the cursor, so the file prefix is cut before the engine would
-        # refuse the prompt as too long.
-        repo_budget = min(settings.context.budget_tokens, n_ctx // 2)
-        repo_name, files = self._repo_context(cursor, path, backend.count_tokens, repo_budget)
-        repo_tokens = repo_budget if files else 0
-        suffix_chars = settings.completion.suffix_chars
-        suffix = clip_suffix(cursor.suffix, suffix_chars)
-        room = n_ctx - max_tokens - repo_tokens - PROMPT_MARGIN_TOKENS
-        max_prefix_chars: int | None = None
-        # Every token covers at least one UTF-8 byte (a character is at most 4): most files
-        # surely fit, and only longer ones pay for sampling the tokenizer on the keystroke path.
-        if UTF8_MAX_BYTES * (len(cursor.prefix) + len(suffix)) > room:
-            # Sampled once per document: a budget that moved with every keystroke would move
-            # the cut, and the engine would re-read the whole file.
-            chars_per_token = self._chars_per_token.get(cursor.uri)
-            if chars_per_token is None:
-                sample = cursor.prefix[-SAMPLE_CHARS:] or "x"
-                chars_per_token = len(sample) / max(1, backend.count_tokens(sample))
-                self._chars_per_token[cursor.uri] = chars_per_token
-            prefix_room = room - suffix_chars / chars_per_token  # not len(suffix): see above
-            max_prefix_chars = max(0, int(prefix_room * chars_per_token * PREFIX_FILL))
-        return fim_prompt(
-            repo_name,
-            files,
-            path,
-            cursor.prefix,
-            cursor.suffix,
-            suffix_chars=suffix_chars,
-            max_prefix_chars=max_prefix_chars,
+        return PromptSettings(
+            budget_tokens=settings.context.budget_tokens,
+            suffix_chars=settings.completion.suffix_chars,
+            max_tokens=settings.completion.max_tokens,
         )
 
-    def _repo_context(
-        self, cursor: Cursor, path: str, count_tokens: Callable[[str], int], budget: int
-    ) -> tuple[str, list[tuple[str, str]]]:
-        """Ranked repository files for the cursor; none while the index is not built."""
-        index = self.services.index_if_ready()
-        if index is None or budget <= 0:
-            return Path(path).parent.name, []
-        if self._assembler is None or self._assembler_index is not index:
-            from context.assemble import ContextAssembler
-            from context.cost import RenderedCost
-            from engine.formats import repo_file_text, repo_header_text
+    def _after_completion(
+        self, cursor: Cursor, built: BuiltPrompt, text: str, backend: Backend
+    ) -> None:
+        """A completion finished: warm what the next request will need, unless a newer one is
+        already on its way; and re-rank the repository context if the user then pauses."""
+        if self._running or self.document_version(cursor.uri) != cursor.version:
+            return
+        prompt = self.prompts.warmup(built, text, backend, self._prompt_settings())
+        if prompt is not None:
+            self._warm(backend, prompt, cursor.uri)
+        if self._pause is not None:
+            self._pause.cancel()
+        self._pause = asyncio.ensure_future(self._at_pause(backend, cursor))
 
-            cost = RenderedCost(count_tokens, repo_header_text, repo_file_text)
-            self._assembler = ContextAssembler(index, cost)
-            self._assembler_index = index
-        line = cursor.prefix.count("\n")
-        context = self._assembler.assemble(
-            path, cursor.source, line, len(cursor.line_prefix), budget
-        )
-        return context.repo_name, [(f.path, f.content) for f in context.files]
+    async def _at_pause(self, backend: Backend, cursor: Cursor) -> None:
+        await asyncio.sleep(logic.TYPING_PAUSE_S)
+        if self._running or self.document_version(cursor.uri) != cursor.version:
+            return
+        try:
+            prompt = self.prompts.at_pause(backend, self._prompt_settings())
+        except Exception:  # the index went away meanwhile (settings reload): nothing to warm
+            logger.debug("re-ranking at a pause failed", exc_info=True)
+            return
+        if prompt is not None:
+            self._warm(backend, prompt, cursor.uri)
+
+    def _warm(self, backend: Backend, prompt: Prompt, key: str) -> None:
+        try:
+            generation = backend.warm(prompt, key=key)
+        except Exception:  # a backend closing or reloading: a warm-up is only a bonus
+            logger.debug("warm-up not started", exc_info=True)
+            return
+        task = asyncio.ensure_future(self._warmup(generation))
+        self._warmups.add(task)
+        task.add_done_callback(self._warmups.discard)
+
+    async def _warmup(self, generation: Generation) -> None:
+        try:
+            await generation.text()
+        except asyncio.CancelledError:
+            pass  # preempted by a request (or the server shuts down): what it did stays
+        except Exception:
+            logger.debug("warm-up failed", exc_info=True)
+        report = generation.report
+        if report is not None:
+            self.services.last_warmup = report
+            logger.debug("warm-up: %s", report.summary())
 
     # -- streaming ----------------------------------------------------------------------------
 

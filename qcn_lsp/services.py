@@ -60,6 +60,7 @@ class Services:
         self._index_listeners: list[Callable[[RepoIndex], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
+        self.last_warmup: RequestReport | None = None
         self.started = False
         self._started_event = asyncio.Event()
 
@@ -167,6 +168,7 @@ class Services:
                 n_gpu_layers=model.gpu_layers,
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
+                prompt_cache_mb=engine.prompt_cache_mb,
                 state_dir=Path(settings.cache.dir) / "state",
             )
         )
@@ -297,10 +299,11 @@ class Services:
                 nCtx=info.n_ctx,
                 stats=self._backend.stats(),
             )
-        report = self.last_report
+        report, warmup = self.last_report, self.last_warmup
         return {
             "engine": engine,
             "lastRequest": None if report is None else report_dict(report),
+            "lastWarmup": None if warmup is None else report_dict(warmup),
             "index": self._index_status(),
             "settings": self.server.settings.values,
         }

@@ -176,6 +176,15 @@ class EngineSettings:
         minimum=16,
         maximum=65536,
     )
+    prompt_cache_mb: int = setting(
+        "RAM budget for full state snapshots of prompts the in-process engine left (another "
+        "file, another repository context): going back restores one instead of re-reading the "
+        "file. 0 turns it off.",
+        4096,
+        minimum=0,
+        maximum=1048576,
+        key="promptCacheMB",
+    )
 
 
 @dataclass(frozen=True)
