@@ -60,8 +60,12 @@ edit_step = st.one_of(
 )
 
 
+# Each example replays up to 10 edits with a fresh reference prefill per request: 25 examples
+# took 117 s on 2 cores, past the 300 s default under load. Issue 15's patterns have their own
+# trace test (test_editing_traces.py).
+@pytest.mark.timeout(900)
 @settings(
-    max_examples=25,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
