@@ -24,6 +24,7 @@ class ModelInfo:
     recurrent: bool = False
     n_vocab: int = 0
     chat_template: str | None = None  # the GGUF's own Jinja chat template, if it has one
+    server: str | None = None  # remote backends: what serves the model, as the probe found it
 
 
 class Generation(Protocol):
@@ -39,10 +40,18 @@ class Generation(Protocol):
     @property
     def report(self) -> RequestReport | None: ...
 
+    def prompt_progress(self) -> tuple[int, int] | None:
+        """(prompt tokens ready, prompt tokens) once the backend is reading the prompt (tokens
+        restored from a cache count as ready); None before that, or when it cannot tell."""
+        ...
+
     async def text(self) -> str: ...
 
 
 class Backend(Protocol):
+    """What the language server needs from a model: `LocalEngine` (in-process) and
+    `engine.remote.RemoteBackend` (an OpenAI-compatible server) both offer it."""
+
     async def start(self) -> None: ...
 
     def stream(

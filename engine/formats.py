@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.errors import EngineError
-from engine.segments import Prompt, PromptSegment, SegmentKind
+from engine.segments import Conversation, Prompt, PromptSegment, SegmentKind
 
 FIM_PREFIX = "<|fim_prefix|>"
 FIM_SUFFIX = "<|fim_suffix|>"
@@ -253,9 +253,12 @@ def chat_prompt(
     """ChatML prompt ending with the assistant header.
 
     Roles: system, user, assistant, tool. With `chat_template` (the GGUF's own Jinja
-    template) the whole conversation is rendered by it as one stable-first pair of segments."""
+    template) the whole conversation is rendered by it as one stable-first pair of segments.
+    The prompt keeps the conversation itself too, for backends that send messages."""
+    conversation = Conversation(tuple(dict(m) for m in messages), tuple(dict(t) for t in tools))
     if chat_template:
-        return _templated_prompt(messages, tools, chat_template)
+        prompt = _templated_prompt(messages, tools, chat_template)
+        return Prompt(prompt.segments, conversation)
     system = [m.get("content", "") for m in messages if m.get("role") == "system"]
     system_text = "\n\n".join(part for part in system if part)
     if tools:
@@ -268,7 +271,7 @@ def chat_prompt(
     history = "".join(_conversation_turn(m) for m in messages if m.get("role") != "system")
     segments.append(PromptSegment(history, SegmentKind.FILE_PREFIX))
     segments.append(PromptSegment(f"{IM_START}assistant\n", SegmentKind.TAIL))
-    return Prompt(tuple(segments))
+    return Prompt(tuple(segments), conversation)
 
 
 class ChatTemplateError(EngineError):

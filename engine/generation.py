@@ -26,6 +26,7 @@ class LocalGeneration:
         self._report: RequestReport | None = None
         self.lane = lane
         self.token_ids: list[int] = []  # generated token ids, EOG excluded (tests, logs)
+        self._prompt_progress: tuple[int, int] | None = None
         self.submitted_at = time.perf_counter()
 
     # -- consumer side (event loop) --
@@ -60,10 +61,17 @@ class LocalGeneration:
     def finished(self) -> bool:
         return self._finished.is_set()
 
+    def prompt_progress(self) -> tuple[int, int] | None:
+        return self._prompt_progress
+
     async def text(self) -> str:
         return "".join([delta async for delta in self])
 
     # -- producer side (worker thread) --
+    def prompt_read(self, ready: int, total: int) -> None:
+        """Prompt tokens in the state so far, of `total` (one tuple: read whole by the loop)."""
+        self._prompt_progress = (ready, total)
+
     def post(self, text: str) -> None:
         """Hand one text delta to the consumer."""
         self._post("delta", text)

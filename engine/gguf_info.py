@@ -56,11 +56,6 @@ class GGUFInfo:
     def hybrid(self) -> bool:
         return self.architecture in RECURRENT_ARCHS
 
-    def memory_estimate_bytes(self, context_length: int) -> int:
-        """Weights (mapped) + attention KV for `context_length` + one recurrent state."""
-        kv = (self.kv_bytes_per_token or 0) * context_length
-        return self.size_bytes + kv + (self.recurrent_state_bytes or 0)
-
 
 def _field(reader: Any, key: str) -> Any:
     field = reader.get_field(key)

@@ -303,6 +303,7 @@ class LaneRunner:
             del snapshot_at[pos]
         pos = start
         while True:
+            gen.prompt_read(pos, n)
             self._take_snapshots(tokens, pos, snapshot_at, persist_at, report)
             if pos >= n:
                 break

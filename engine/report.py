@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-RestoreKind = Literal["none", "append", "partial", "full", "disk"]
+RestoreKind = Literal["none", "append", "partial", "full", "disk", "server"]
 
 
 @dataclass
@@ -15,7 +15,8 @@ class RequestReport:
     `restore_kind`: "none" = prefilled from scratch; "append" = the live state was a prefix of
     the prompt; "partial" = a recurrent-state checkpoint was restored (or, on a plain
     transformer, the attention cache trimmed) at `restored_from`; "full" = a full in-memory
-    snapshot; "disk" = a persisted full snapshot. `ms` holds the phases `tokenize, restore,
+    snapshot; "disk" = a persisted full snapshot; "server" = a remote server's own cache served
+    `reused_tokens` (how, it does not say). `ms` holds the phases `tokenize, restore,
     prefill, first_token, decode, total` (first_token is measured from the request start).
     """
 

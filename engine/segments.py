@@ -7,8 +7,10 @@ guesses it from the text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 
 class SegmentKind(IntEnum):
@@ -36,8 +38,19 @@ class PromptSegment:
 
 
 @dataclass(frozen=True)
+class Conversation:
+    """The messages and tools a chat prompt was rendered from: what a backend that takes
+    messages rather than text (an OpenAI-compatible chat endpoint) sends instead."""
+
+    messages: tuple[Mapping[str, str], ...]
+    tools: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Prompt:
     segments: tuple[PromptSegment, ...]
+    # Set by `engine.formats.chat_prompt`; not part of the prompt's identity.
+    conversation: Conversation | None = field(default=None, compare=False)
 
     @property
     def text(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -13,6 +14,11 @@ DEBOUNCE_MAX_FACTOR = 4
 TYPING_HISTORY = 8
 # A gap longer than this is a pause, not typing rhythm.
 TYPING_PAUSE_S = 1.5
+# What a completion never puts into a buffer: C0 and C1 control characters other than tab and
+# line feed (a bare carriage return included: the document's own line end is put back after
+# the text is cleaned), U+2028/U+2029 (editors break lines there, or warn about "unusual line
+# terminators") and the bidirectional overrides and isolates (code that reads unlike it runs).
+UNWANTED_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass
@@ -71,6 +77,19 @@ class Suggestion:
     text: str = ""
     done: bool = False
 
+    def same_state(self, prefix: str, suffix: str) -> bool:
+        """Made for exactly this text around the cursor (a request asked again)."""
+        return prefix == self.prefix and suffix == self.suffix
+
+    def along(self, prefix: str, suffix: str) -> bool:
+        """The user typed the first characters of this suggestion, as far as it is written."""
+        if suffix != self.suffix or not prefix.startswith(self.prefix):
+            return False
+        typed = prefix[len(self.prefix) :]
+        if not typed:
+            return False
+        return self.text.startswith(typed) or (not self.done and typed.startswith(self.text))
+
     def typed_ahead(self, prefix: str, suffix: str) -> str | None:
         """The rest of this suggestion if the user typed its first characters, else None."""
         if suffix != self.suffix or not prefix.startswith(self.prefix):
@@ -127,15 +146,23 @@ def cut_at_block_end(text: str, line_prefix: str) -> str:
     return text if end is None else text[:end].rstrip()
 
 
-def post_process(text: str, line_prefix: str, suffix: str) -> str:
-    """Block end, then suffix overlap; a result of only whitespace becomes empty."""
-    text = cut_at_block_end(text, line_prefix)
-    text = trim_suffix_overlap(text, suffix)
-    return text if text.strip() else ""
+def clean_text(text: str) -> str:
+    """Model text as it may enter a buffer: line ends as `\\n`, no UNWANTED_CHARS."""
+    return UNWANTED_CHARS.sub("", text.replace("\r\n", "\n"))
 
 
-def streamed_text(text: str, line_prefix: str, suffix: str) -> str:
+def post_process(text: str, line_prefix: str, suffix: str, line_end: str = "\n") -> str:
+    """Cleaning, block end, then suffix overlap; a result of only whitespace becomes empty;
+    line ends as the document's (`line_end`)."""
+    text = cut_at_block_end(clean_text(text), line_prefix)
+    text = trim_suffix_overlap(text, suffix.replace("\r\n", "\n"))
+    if not text.strip():
+        return ""
+    return text if line_end == "\n" else text.replace("\n", line_end)
+
+
+def streamed_text(text: str, line_prefix: str, suffix: str, line_end: str = "\n") -> str:
     """What to show of a completion still being written: post-processed as the final text
     will be, less trailing whitespace, so that every streamed text is a prefix of the final
     one and ghost text only grows."""
-    return post_process(text, line_prefix, suffix).rstrip()
+    return post_process(text, line_prefix, suffix, line_end).rstrip()

@@ -10,8 +10,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from qcn_lsp.doctor_memory import human_bytes
 from qcn_lsp.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.gguf_info import GGUFInfo
 
 PINNED_LLAMA_CPP = "0.3.36"
 
@@ -21,14 +26,6 @@ class Finding:
     ok: bool
     what: str
     fix: str = ""
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def _check_python() -> Finding:
@@ -112,17 +109,35 @@ def _check_grammars() -> Finding:
     )
 
 
-def _check_model(model: Path | None, load: bool, context_length: int) -> list[Finding]:
+def demo_model_path() -> Path:
+    """Where `make demo` (scripts/demo.py) writes its test model: in the cache directory, so
+    that every installation of qcn-lsp finds it."""
+    return Path(Settings().cache.dir) / "models" / "tiny.gguf"
+
+
+def _check_model(model: Path | None, load: bool, settings: Settings) -> list[Finding]:
     from engine.gguf_info import GGUFInfoError, read_gguf_info
 
     if model is None:
+        demo = demo_model_path()
+        if not demo.is_file():
+            return [
+                Finding(
+                    False,
+                    "no model configured",
+                    "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
+                    "setting; for a test model: qcn-lsp make-test-model model.gguf",
+                )
+            ]
+        # What `make demo` wrote: checked, and named, so that an editor can be pointed at it.
         return [
             Finding(
                 False,
-                "no model configured",
-                "set QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf or the `model.path` "
-                "setting; for a test model: qcn-lsp make-test-model model.gguf",
-            )
+                f"no model configured; checking the demo's test model {demo} instead",
+                f"set QCN_MODEL={demo} (random weights: its text is noise) or "
+                "QCN_MODEL=/path/to/Qwen3-Coder-Next-*.gguf, or the `model.path` setting",
+            ),
+            *_check_model(demo, load, settings),
         ]
     try:
         info = read_gguf_info(model)
@@ -138,7 +153,7 @@ def _check_model(model: Path | None, load: bool, context_length: int) -> list[Fi
     findings = [
         Finding(
             True,
-            f"model {info.path} ({_human_bytes(info.size_bytes)}), "
+            f"model {info.path} ({human_bytes(info.size_bytes)}), "
             f"architecture {info.architecture}, {info.name or 'unnamed'}",
         )
     ]
@@ -159,19 +174,34 @@ def _check_model(model: Path | None, load: bool, context_length: int) -> list[Fi
                 "inline completion needs a coder model with <|fim_prefix|> tokens",
             )
         )
-    estimate = info.memory_estimate_bytes(context_length)
-    findings.append(
-        Finding(
-            True,
-            f"memory estimate at {context_length} tokens: "
-            f"{_human_bytes(estimate)} (weights {_human_bytes(info.size_bytes)}"
-            f", KV {_human_bytes((info.kv_bytes_per_token or 0) * context_length)}"
-            f", recurrent state {_human_bytes(info.recurrent_state_bytes or 0)})",
-        )
-    )
+    findings.append(Finding(*_check_memory(info, settings)))
     if load:
-        findings.append(_try_load(info.path, context_length))
+        findings.append(_try_load(info.path, settings.model.context_length))
     return findings
+
+
+def _check_memory(info: GGUFInfo, settings: Settings) -> tuple[bool, str, str]:
+    from qcn_lsp.doctor_memory import MemoryNeed, available_ram, free_vram, memory_fit
+
+    need = MemoryNeed(
+        weights=info.size_bytes,
+        kv_per_token=info.kv_bytes_per_token or 0,
+        context_length=settings.model.context_length,
+        recurrent=info.recurrent_state_bytes or 0,
+        checkpoints=settings.engine.checkpoint_memory_mb * 1024 * 1024 if info.hybrid else 0,
+        layers=info.block_count or 0,
+    )
+    vram = free_vram() if _gpu_offload() else None
+    return memory_fit(need, available_ram(), vram, settings.model.gpu_layers)
+
+
+def _gpu_offload() -> bool:
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:  # a broken build: _check_llama_cpp says so
+        return False
 
 
 def _try_load(path: Path, context_length: int) -> Finding:
@@ -211,20 +241,36 @@ def _check_cache(cache_dir: Path) -> Finding:
     writable = os.access(cache_dir, os.W_OK)
     return Finding(
         writable,
-        f"cache directory {cache_dir}: {_human_bytes(size)}",
+        f"cache directory {cache_dir}: {human_bytes(size)}",
         "" if writable else f"make {cache_dir} writable or set `cache.dir`",
     )
 
 
-def run_doctor(model: Path | None, cache_dir: Path | None, load: bool = True) -> int:
+def run_doctor(
+    model: Path | None,
+    cache_dir: Path | None,
+    load: bool = True,
+    *,
+    backend_url: str | None = None,
+    backend_model: str | None = None,
+    api_key_env: str = "",
+) -> int:
     defaults = Settings()
     model = model or (Path(defaults.model.path) if defaults.model.path else None)
     cache_dir = cache_dir or Path(defaults.cache.dir)
+    if backend_url is not None:
+        from qcn_lsp.doctor_remote import check_remote
+
+        # backend.kind = openai: the endpoint serves the model, no local GGUF is needed.
+        checks = check_remote(backend_url, backend_model or defaults.backend.model, api_key_env)
+        served = [Finding(*check) for check in checks]
+    else:
+        served = _check_model(model, load, defaults)
     findings = [
         _check_python(),
         *_check_llama_cpp(),
         _check_grammars(),
-        *_check_model(model, load, defaults.model.context_length),
+        *served,
         _check_cache(cache_dir),
     ]
     for finding in findings:

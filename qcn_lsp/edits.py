@@ -22,6 +22,7 @@ from pygls.workspace import PositionCodec
 
 from context.languages import grammar, language_for_path
 from context.textdiff import common_affixes
+from qcn_lsp.text_sync import line_content, lsp_lines
 
 # Larger files are not offered to the model (nor patched): a whole-file read of a huge or
 # binary file is never what an edit instruction is about.
@@ -181,18 +182,33 @@ def changed_span(before: str, after: str) -> tuple[int, int, str]:
 
 
 def offset_to_position(text: str, offset: int, codec: PositionCodec) -> types.Position:
-    line = text.count("\n", 0, offset)
-    line_start = text.rfind("\n", 0, offset) + 1
-    lines = text.splitlines(keepends=True) or [""]
-    if line >= len(lines):  # offset at the very end, after a trailing newline
-        return types.Position(line=line, character=0)
-    return codec.position_to_client_units(
-        lines, types.Position(line=line, character=offset - line_start)
-    )
+    """The client position of `offset` in `text`, with LSP's lines (qcn_lsp.text_sync)."""
+    lines = lsp_lines(text)
+    line_start = 0
+    for number, line in enumerate(lines):
+        if offset < line_start + len(line):
+            column = min(offset - line_start, len(line_content(line)))
+            return codec.position_to_client_units(
+                lines, types.Position(line=number, character=column)
+            )
+        line_start += len(line)
+    if lines and line_content(lines[-1]) == lines[-1]:  # no line end after the last line
+        last = len(lines) - 1
+        return codec.position_to_client_units(
+            lines, types.Position(line=last, character=len(lines[-1]))
+        )
+    return types.Position(line=len(lines), character=0)
 
 
 def _text_edit_for(before: str, after: str, codec: PositionCodec) -> types.TextEdit:
     start, end, replacement = changed_span(before, after)
+    # An LSP position cannot lie between the two characters of a `\r\n`: widen the span.
+    if 0 < start < len(before) and before[start - 1 : start + 1] == "\r\n":
+        start -= 1
+        replacement = "\r" + replacement
+    if 0 < end < len(before) and before[end - 1 : end + 1] == "\r\n":
+        end += 1
+        replacement += "\n"
     edit_range = types.Range(
         start=offset_to_position(before, start, codec), end=offset_to_position(before, end, codec)
     )

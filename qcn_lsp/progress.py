@@ -20,9 +20,10 @@ class Progress:
     `on_cancel` callbacks run, when the client sends window/workDoneProgress/cancel.
     """
 
-    def __init__(self, ls: LanguageServer, title: str) -> None:
+    def __init__(self, ls: LanguageServer, title: str, *, cancellable: bool = True) -> None:
         self.ls = ls
         self.title = title
+        self.cancellable = cancellable
         self.token: str | None = None
 
     async def __aenter__(self) -> Progress:
@@ -37,7 +38,8 @@ class Progress:
             else:
                 self.token = token
                 self.ls.work_done_progress.begin(
-                    token, types.WorkDoneProgressBegin(title=self.title, cancellable=True)
+                    token,
+                    types.WorkDoneProgressBegin(title=self.title, cancellable=self.cancellable),
                 )
         return self
 

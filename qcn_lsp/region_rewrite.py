@@ -22,6 +22,7 @@ from qcn_lsp.edits import (
     replace_exactly_once,
     uri_to_path,
 )
+from qcn_lsp.text_sync import lsp_lines, open_text_document
 from qcn_lsp.tool_loop import start_run
 from qcn_lsp.workspace import workspace_edit_for, workspace_files
 
@@ -106,7 +107,7 @@ async def rewrite_region(
     """Ask the model to rewrite the lines of `client_range`; a checked WorkspaceEdit or
     EditRejected saying why none can be offered."""
     path = uri_to_path(uri)
-    doc = ls.workspace.text_documents.get(uri)
+    doc = open_text_document(ls.workspace, uri)
     if doc is None:
         raise EditRejected(f"{path.name}: not open in the editor")
     if expected_version is not None and doc.version != expected_version:
@@ -117,8 +118,8 @@ async def rewrite_region(
     region = region_for(doc, client_range)
     if region.end - region.start > MAX_PROMPT_FILE_CHARS:
         raise EditRejected(f"{path.name}: the region is too large to rewrite; select less")
-    before_ctx = "".join(text[: region.start].splitlines(keepends=True)[-REGION_CONTEXT_LINES:])
-    after_ctx = "".join(text[region.end :].splitlines(keepends=True)[:REGION_CONTEXT_LINES])
+    before_ctx = "".join(lsp_lines(text[: region.start])[-REGION_CONTEXT_LINES:])
+    after_ctx = "".join(lsp_lines(text[region.end :])[:REGION_CONTEXT_LINES])
     name = files.display(snapshot.path)
     messages = [
         {"role": "system", "content": SYSTEM_PROMPT},

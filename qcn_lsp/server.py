@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from qcn_lsp import __version__
+from qcn_lsp.errors import RequestFailed
+from qcn_lsp.logs import use_level
 from qcn_lsp.services import Services
 from qcn_lsp.settings import Settings
+from qcn_lsp.text_sync import LspWorkspace
 
 logger = logging.getLogger(__name__)
 
 InitializedListener = Callable[["QcnServer"], None]
+SYNC_KIND = types.TextDocumentSyncKind.Incremental
 
 
 class _AnsweredRequest:
@@ -31,11 +36,19 @@ class _AnsweredRequest:
 
 
 class QcnProtocol(LanguageServerProtocol):
-    """pygls' protocol, except that every request gets an answer.
+    """pygls' protocol, except that every request gets an answer and documents have LSP's lines.
 
     pygls 2.1 drops requests whose params cannot be deserialized without answering them, so an
     editor waiting on one would hang. Here they get InvalidParams (-32602) naming the method.
     """
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, Any]:
+        result = yield from super().lsp_initialize(params)
+        # pygls creates a plain Workspace here, before any document is opened; ours cuts lines
+        # only at LSP's line ends (qcn_lsp.text_sync).
+        self._workspace = LspWorkspace.like(self.workspace, SYNC_KIND)
+        return result
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -56,6 +69,19 @@ class QcnProtocol(LanguageServerProtocol):
             return
         super().handle_message(message)
 
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
+        # Expected outcomes answered as errors (RequestFailed: nothing to offer, the model not
+        # ready; InvalidParams: a bad request) are one log line each; pygls would log them as
+        # ERROR tracebacks.
+        error = None if future.cancelled() else future.exception()
+        if isinstance(error, RequestFailed | JsonRpcInvalidParams):
+            self._request_futures.pop(msg_id, None)
+            level = logging.INFO if isinstance(error, RequestFailed) else logging.WARNING
+            logger.log(level, "request %s answered with error %s: %s", msg_id, error.code, error)
+            self._send_response(msg_id, error=error.to_response_error())
+            return
+        super()._send_handler_result(future, msg_id=msg_id)
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
@@ -70,7 +96,7 @@ class QcnServer(LanguageServer):
             name="qcn-lsp",
             version=__version__,
             protocol_cls=QcnProtocol,
-            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            text_document_sync_kind=SYNC_KIND,
         )
         self.settings = Settings()
         self._initialized_listeners: list[InitializedListener] = []
@@ -107,6 +133,8 @@ class QcnServer(LanguageServer):
                 message=f"qcn-lsp settings: {json.dumps(new.values, sort_keys=True)}",
             )
         )
+        if "log.level" in changed:
+            use_level(new.log.level)
         if changed:
             logger.info("settings changed: %s", ", ".join(sorted(changed)))
             self.services.settings_changed(previous)

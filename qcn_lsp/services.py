@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -39,6 +40,50 @@ def _backend_inputs(settings: Settings) -> tuple[object, ...]:
     return (settings.model, settings.backend, settings.engine, settings.cache)
 
 
+def _backend_label(settings: Settings) -> str:
+    backend = settings.backend
+    if backend.kind == "openai":
+        return f"{backend.model} at {backend.base_url}"
+    return str(settings.model.path)
+
+
+def _load_failure(settings: Settings, exc: Exception) -> str:
+    if settings.backend.kind == "openai":
+        return f"the model server is not usable: {exc}"
+    return f"model failed to load: {exc}"
+
+
+def remote_backend(settings: Settings) -> Backend:
+    """The OpenAI-compatible backend the settings describe; RequestFailed naming the setting
+    to fix. The API key is read from the environment variable named in backend.apiKeyEnv."""
+    from engine.remote import RemoteBackend, RemoteConfig
+
+    backend = settings.backend
+    key = None
+    if backend.api_key_env:
+        key = os.environ.get(backend.api_key_env)
+        if not key:
+            raise RequestFailed(
+                f"backend.apiKeyEnv names {backend.api_key_env}, which is not set (or empty) "
+                "in the environment qcn-lsp was started with; export it before starting the "
+                "editor, or clear backend.apiKeyEnv for a server without a key"
+            )
+    try:
+        config = RemoteConfig(
+            base_url=backend.base_url,
+            model=backend.model,
+            api_key=key,
+            api_key_env=backend.api_key_env,
+            connect_timeout_s=backend.connect_timeout_s,
+            read_timeout_s=backend.read_timeout_s,
+            n_ctx=settings.model.context_length,
+            shape_requests=backend.shape_requests,
+        )
+    except EngineError as exc:
+        raise RequestFailed(str(exc)) from None
+    return RemoteBackend(config)
+
+
 def _index_inputs(settings: Settings) -> tuple[object, ...]:
     """What the index is built from (besides the workspace folders)."""
     return (settings.context.ignore, settings.cache)
@@ -61,6 +106,8 @@ class Services:
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
         self.last_warmup: RequestReport | None = None
+        self.last_error: str | None = None
+        self._failure_shown = False
         self.started = False
         self._started_event = asyncio.Event()
 
@@ -111,6 +158,8 @@ class Services:
             self._backend_task.cancel()
         self._backend_generation += 1
         self._backend_error = None
+        self.last_error = None
+        self._failure_shown = False
         self._backend_task = self._spawn(self._load_backend(self._backend_generation))
 
     async def _load_backend(self, generation: int) -> None:
@@ -124,7 +173,7 @@ class Services:
             self._show(types.MessageType.Warning, exc.message)
             return
         async with Progress(self.server, "qcn-lsp: loading model") as progress:
-            progress.report(str(self.server.settings.model.path), 0)
+            progress.report(_backend_label(self.server.settings), 0)
             started = time.perf_counter()
             try:
                 await backend.start()
@@ -132,25 +181,26 @@ class Services:
                 await backend.close()
                 raise
             except (EngineError, OSError, ValueError) as exc:
-                self._backend_error = f"model failed to load: {exc}"
+                self._backend_error = _load_failure(self.server.settings, exc)
                 self._show(types.MessageType.Error, self._backend_error)
                 return
         if generation != self._backend_generation:
             await backend.close()
             return
         self._backend = backend
+        info = backend.info()
         logger.info(
-            "model loaded in %.1f s: %s", time.perf_counter() - started, backend.info().path
+            "model loaded in %.1f s: %s%s",
+            time.perf_counter() - started,
+            info.path,
+            f" ({info.server})" if info.server else "",
         )
 
     def _create_backend(self) -> Backend:
         settings = self.server.settings
         model, engine = settings.model, settings.engine
-        if settings.backend.kind != "local":
-            raise RequestFailed(
-                f"backend.kind = {settings.backend.kind!r} is not supported by this version; "
-                "set backend.kind to 'local'"
-            )
+        if settings.backend.kind == "openai":
+            return remote_backend(settings)
         if not model.path:
             raise RequestFailed(
                 "no model configured: set model.path (or the QCN_MODEL environment variable) "
@@ -182,8 +232,11 @@ class Services:
             return "not started (waiting for the client's `initialized`)"
         return "model still loading"
 
-    async def backend_ready(self, timeout: float) -> Backend:
-        """The loaded backend, waiting up to `timeout` s; else RequestFailed."""
+    async def backend_ready(
+        self, timeout: float, on_wait: Callable[[], None] | None = None
+    ) -> Backend:
+        """The loaded backend, waiting up to `timeout` s; else RequestFailed. `on_wait` is
+        called when the wait is for a model still loading."""
         deadline = time.monotonic() + timeout
         if not self.started:
             # Requests may arrive before `initialized` was handled (settings still being pulled).
@@ -196,10 +249,26 @@ class Services:
             remaining = deadline - time.monotonic()
             if self._backend_error is not None or task is None or remaining <= 0:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
+            if on_wait is not None:
+                on_wait()
             # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
             await asyncio.wait({task}, timeout=remaining)
             if task.done() and task is self._backend_task and self._backend is None:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
+
+    def request_failed(self, exc: EngineError) -> None:
+        """A request the backend could not serve: the first failure after a success is shown
+        to the user; the ones that follow (every keystroke while a server is down) only
+        logged, so the user gets one clear message."""
+        self.last_error = str(exc)
+        if self._failure_shown:
+            logger.warning("request failed: %s", exc)
+            return
+        self._failure_shown = True
+        self._show(types.MessageType.Error, str(exc))
+
+    def request_succeeded(self) -> None:
+        self._failure_shown = False
 
     # -- index --------------------------------------------------------------------------------
 
@@ -291,6 +360,8 @@ class Services:
         engine: dict[str, Any] = {"state": self.backend_status()}
         if self._backend is not None:
             info = self._backend.info()
+            if info.server:
+                engine["server"] = info.server
             engine.update(
                 model=info.path,
                 arch=info.arch,
@@ -300,6 +371,8 @@ class Services:
                 stats=self._backend.stats(),
             )
         report, warmup = self.last_report, self.last_warmup
+        if self.last_error is not None:
+            engine["lastError"] = self.last_error
         return {
             "engine": engine,
             "lastRequest": None if report is None else report_dict(report),

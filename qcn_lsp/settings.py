@@ -89,6 +89,26 @@ class BackendSettings:
         "never goes into settings).",
         "",
     )
+    connect_timeout_s: float = setting(
+        "Seconds to wait for the endpoint to accept a connection (retried with backoff).",
+        5.0,
+        minimum=0.1,
+        maximum=300,
+    )
+    read_timeout_s: float = setting(
+        "Seconds the endpoint may stay silent within an answer (its prefill of a long prompt "
+        "included) before the request fails.",
+        120.0,
+        minimum=1,
+        maximum=3600,
+    )
+    shape_requests: Literal["auto", "on", "off"] = setting(
+        "Shape completion requests so that the endpoint keeps its hybrid-model state just "
+        "before the text you type: a prefill-only request up to the start of the cursor's "
+        "line whenever the text before that line changed. `auto` does it for llama-server "
+        "(see docs/remote.md).",
+        "auto",
+    )
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,16 @@ class CompletionSettings:
         "a workspace folder or after a failed index; 0 never waits.",
         10000,
         minimum=0,
+        maximum=600000,
+    )
+    timeout_ms: int = setting(
+        "Longest a completion request waits for its answer. Longer work (the model still "
+        "loading, the first prompt reading the whole repository context) goes on in the "
+        "background: an automatic request is answered empty and an invoked one with an error "
+        "saying why, and a request asking again at that spot gets the finished completion. "
+        "Keep it below the editor's own request timeout (eglot: 10 s).",
+        8000,
+        minimum=100,
         maximum=600000,
     )
 
@@ -197,6 +227,15 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = setting(
+        "Level of the server's log on stderr, which editors keep in their LSP log (Neovim's "
+        "`lsp.log` marks every such line `[ERROR]`). Wins over the `--log-level` flag once "
+        "the settings arrive; null means the flag's level, `WARNING` unless given."
+    )
+
+
+@dataclass(frozen=True)
 class SettingSpec:
     """One documented key: its dotted wire name, where it lives, its type and meaning."""
 
@@ -225,6 +264,7 @@ class Settings:
     edits: EditsSettings = field(default_factory=EditsSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
     @property
     def values(self) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""The editor's workspace as qcn-lsp sees it: folder roots, files for the model, checked edits."""
+"""The editor's workspace as qcn-lsp sees it: folder roots, files for the model, checked edits
+and how they are sent to the editor."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -17,6 +19,7 @@ from qcn_lsp.edits import (
     check_syntax,
     to_workspace_edit,
 )
+from qcn_lsp.wire import LSP_CONVERTER
 
 
 def workspace_roots(workspace: Workspace) -> list[Path]:
@@ -58,3 +61,22 @@ def workspace_edit_for(
         label=label,
         codec=ls.workspace.position_codec,
     )
+
+
+async def apply_edit(
+    ls: LanguageServer, edit: types.WorkspaceEdit, label: str, names: list[str], note: str | None
+) -> dict[str, Any]:
+    """Send `edit` with workspace/applyEdit; the command's result says what became of it."""
+    outcome: dict[str, Any] = {"applied": False, "cancelled": False, "files": names}
+    workspace = ls.client_capabilities.workspace
+    if not (workspace and workspace.apply_edit):
+        # The edit still goes back, for a client that applies command results itself.
+        outcome["reason"] = "this editor does not accept workspace/applyEdit"
+        outcome["edit"] = LSP_CONVERTER.unstructure(edit)
+        return outcome
+    result = await ls.workspace_apply_edit_async(
+        types.ApplyWorkspaceEditParams(edit=edit, label=f"qcn: {label[:80]}")
+    )
+    outcome["applied"] = bool(result and result.applied)
+    outcome["reason"] = (result.failure_reason if result else None) or note
+    return outcome

@@ -1,28 +1,42 @@
-"""Fix-it and rewrite code actions: listed instantly, the model runs only on resolve.
+"""Fix-it and rewrite code actions: listed instantly, the model runs only once one is chosen.
 
 Listing answers from the request alone (one quick fix per diagnostic the client sends, from
 any language server, and a rewrite for a non-empty selection). `codeAction/resolve` asks the
 model, checks the proposed edit (applies to the listed document version, re-parses without
-new syntax errors, stays inside the region) and returns it, or returns the action disabled
-with the reason; clients that cannot show disabled actions get a JSON-RPC error instead.
+new syntax errors, stays inside the region) and returns it. When no edit comes, the reason is
+shown once: clients with `disabledSupport` get the action disabled with the reason and a
+`window/showMessage` (VS Code shows nothing for a resolved action that came back disabled),
+the others a JSON-RPC error, which they show.
+
+Clients without `codeAction.resolveSupport` (eglot 1.9) never resolve: their actions carry a
+`qcn.runCodeAction` command instead, which answers at once (eglot waits 10 s per request), runs
+the model in the background and sends the checked edit with `workspace/applyEdit`, or says
+with `window/showMessage` why none came.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 
-from qcn_lsp.edits import EditRejected
+from qcn_lsp.edits import EditRejected, uri_to_path
 from qcn_lsp.errors import RequestFailed
+from qcn_lsp.progress import Progress
 from qcn_lsp.region_rewrite import rewrite_region
-from qcn_lsp.wire import LSP_CONVERTER, structured
 
-if TYPE_CHECKING:
-    from qcn_lsp.server import QcnServer
+# Imported at run time: pygls resolves the annotations of command handlers.
+from qcn_lsp.server import QcnServer
+from qcn_lsp.text_sync import open_text_document
+from qcn_lsp.wire import LSP_CONVERTER, structured
+from qcn_lsp.workspace import apply_edit
 
 logger = logging.getLogger(__name__)
+
+RUN_ACTION_COMMAND = "qcn.runCodeAction"
 
 # Quick fixes offered for one request: the diagnostics at the cursor, not a whole file's.
 MAX_FIXES = 5
@@ -73,10 +87,32 @@ def list_actions(
     return actions
 
 
-def _disabled_support(ls: QcnServer) -> bool:
+def _code_action_capabilities(ls: QcnServer) -> types.CodeActionClientCapabilities | None:
     document = ls.client_capabilities.text_document
-    code_action = document.code_action if document else None
+    return document.code_action if document else None
+
+
+def _disabled_support(ls: QcnServer) -> bool:
+    code_action = _code_action_capabilities(ls)
     return bool(code_action and code_action.disabled_support)
+
+
+def _resolves_edits(ls: QcnServer) -> bool:
+    code_action = _code_action_capabilities(ls)
+    support = code_action.resolve_support if code_action else None
+    return bool(support and "edit" in support.properties)
+
+
+def _with_command(action: types.CodeAction) -> types.CodeAction:
+    """For clients that cannot resolve: choosing the action runs the model through a command."""
+    action.command = types.Command(
+        title=action.title, command=RUN_ACTION_COMMAND, arguments=[action.data]
+    )
+    return action
+
+
+def _warn(ls: QcnServer, message: str) -> None:
+    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=message))
 
 
 def _action_data(data: Any) -> tuple[str, types.Range, str, int | None]:
@@ -99,26 +135,64 @@ def _action_data(data: Any) -> tuple[str, types.Range, str, int | None]:
 
 
 def register(server: QcnServer) -> None:
+    # Background runs of qcn.runCodeAction (asyncio holds only weak references to tasks).
+    running: set[asyncio.Task[None]] = set()
+
     @server.feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=ACTION_KINDS, resolve_provider=True),
     )
     def code_action(ls: QcnServer, params: types.CodeActionParams) -> list[types.CodeAction]:
         uri = params.text_document.uri
-        doc = ls.workspace.text_documents.get(uri)
+        doc = open_text_document(ls.workspace, uri)
         if doc is None or not uri.startswith("file:"):
             return []  # nothing to offer for unopened or non-file documents
-        return list_actions(uri, doc.version, params)
+        actions = list_actions(uri, doc.version, params)
+        return actions if _resolves_edits(ls) else [_with_command(a) for a in actions]
 
     @server.feature(types.CODE_ACTION_RESOLVE)
     async def resolve(ls: QcnServer, action: types.CodeAction) -> types.CodeAction:
         try:
             uri, client_range, instruction, version = _action_data(action.data)
             action.edit = await rewrite_region(ls, uri, client_range, instruction, version)
-        except EditRejected as exc:
-            reason = str(exc)
-            logger.info("code action not offered: %s", reason)
+        except (EditRejected, RequestFailed) as exc:
+            message = exc.message if isinstance(exc, RequestFailed) else f"qcn-lsp: {exc}"
+            logger.info("code action not offered: %s", message)
             if not _disabled_support(ls):
-                raise RequestFailed(f"qcn-lsp: {reason}") from exc
-            action.disabled = types.CodeActionDisabled(reason=reason)
+                raise RequestFailed(message) from exc
+            action.disabled = types.CodeActionDisabled(reason=message.removeprefix("qcn-lsp: "))
+            _warn(ls, message)
         return action
+
+    @server.command(RUN_ACTION_COMMAND)
+    async def run_action(ls: QcnServer, *args: Any) -> None:
+        try:
+            uri, client_range, instruction, version = _action_data(args[0] if args else None)
+        except EditRejected as exc:
+            raise JsonRpcInvalidParams(f"{RUN_ACTION_COMMAND}: {exc}") from exc
+        task = asyncio.get_running_loop().create_task(
+            _run_action(ls, uri, client_range, instruction, version)
+        )
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+
+async def _run_action(
+    ls: QcnServer, uri: str, client_range: types.Range, instruction: str, version: int | None
+) -> None:
+    """The model's edit for a chosen action, sent with workspace/applyEdit; or why none came."""
+    try:
+        async with Progress(ls, "qcn: code action", cancellable=False):
+            edit = await rewrite_region(ls, uri, client_range, instruction, version)
+        outcome = await apply_edit(ls, edit, instruction, [uri_to_path(uri).name], None)
+    except (EditRejected, RequestFailed) as exc:
+        message = exc.message if isinstance(exc, RequestFailed) else f"qcn-lsp: {exc}"
+        logger.info("code action not applied: %s", message)
+        _warn(ls, message)
+        return
+    except Exception:  # a background task: nobody else would hear of it
+        logger.exception("code action failed")
+        _warn(ls, "qcn-lsp: the code action failed; the server log says why")
+        return
+    if not outcome["applied"]:
+        _warn(ls, f"qcn-lsp: the edit was not applied: {outcome['reason'] or 'declined'}")

@@ -32,9 +32,10 @@ from qcn_lsp.region_rewrite import rewrite_region
 
 # Imported at run time: pygls resolves the annotations of command handlers.
 from qcn_lsp.server import QcnServer
+from qcn_lsp.text_sync import open_text_document
 from qcn_lsp.tool_loop import SERVICE_WAIT_S, file_prompt, propose_changes, start_run
-from qcn_lsp.wire import LSP_CONVERTER, structured
-from qcn_lsp.workspace import workspace_edit_for, workspace_files
+from qcn_lsp.wire import structured
+from qcn_lsp.workspace import apply_edit, workspace_edit_for, workspace_files
 
 if TYPE_CHECKING:
     from context.index import RepoIndex
@@ -80,7 +81,7 @@ def register(server: QcnServer) -> None:
         try:
             edit = await rewrite_region(ls, uri, client_range, instruction, None)
         except EditRejected as exc:
-            return {"applied": False, "cancelled": False, "files": [], "reason": str(exc)}
+            return _nothing_applied(ls, str(exc))
         return await apply_edit(ls, edit, instruction, [uri_to_path(uri).name], None)
 
 
@@ -142,32 +143,18 @@ async def _send_edit(
         plan = plan_changes(files, changes)
         edit = workspace_edit_for(ls, files, plan, label[:80])
     except EditRejected as exc:
-        message = "; ".join([*skipped, str(exc)])
-        ls.window_show_message(
-            types.ShowMessageParams(type=types.MessageType.Warning, message=f"qcn-lsp: {message}")
-        )
-        return {"applied": False, "cancelled": False, "files": [], "reason": message}
+        return _nothing_applied(ls, "; ".join([*skipped, str(exc)]))
     names = [files.display(path) for path in plan.paths()]
     return await apply_edit(ls, edit, label, names, "; ".join(skipped) or None)
 
 
-async def apply_edit(
-    ls: QcnServer, edit: types.WorkspaceEdit, label: str, names: list[str], note: str | None
-) -> dict[str, Any]:
-    """Send `edit` with workspace/applyEdit; the command's result says what became of it."""
-    outcome: dict[str, Any] = {"applied": False, "cancelled": False, "files": names}
-    workspace = ls.client_capabilities.workspace
-    if not (workspace and workspace.apply_edit):
-        # The edit still goes back, for a client that applies command results itself.
-        outcome["reason"] = "this editor does not accept workspace/applyEdit"
-        outcome["edit"] = LSP_CONVERTER.unstructure(edit)
-        return outcome
-    result = await ls.workspace_apply_edit_async(
-        types.ApplyWorkspaceEditParams(edit=edit, label=f"qcn: {label[:80]}")
+def _nothing_applied(ls: QcnServer, reason: str) -> dict[str, Any]:
+    """The result of a command that has no edit to send. The plugin that ran the command shows
+    the reason; a `window/logMessage` keeps it for clients that ignore results (Helix)."""
+    ls.window_log_message(
+        types.LogMessageParams(type=types.MessageType.Info, message=f"qcn-lsp: {reason}")
     )
-    outcome["applied"] = bool(result and result.applied)
-    outcome["reason"] = (result.failure_reason if result else None) or note
-    return outcome
+    return {"applied": False, "cancelled": False, "files": [], "reason": reason}
 
 
 def _scope_paths(index: RepoIndex, symbol: str) -> list[Path]:
@@ -219,7 +206,7 @@ def _symbol_at(ls: QcnServer, arguments: Mapping[str, Any]) -> str:
     uri, position = arguments.get("uri"), arguments.get("position")
     if not isinstance(uri, str) or not isinstance(position, Mapping):
         raise JsonRpcInvalidParams(f"{REFACTOR_COMMAND}: give 'symbol' or 'uri' and 'position'")
-    doc = ls.workspace.text_documents.get(uri)
+    doc = open_text_document(ls.workspace, uri)
     if doc is None:
         raise JsonRpcInvalidParams(f"{REFACTOR_COMMAND}: {uri} is not open")
     word = doc.word_at_position(_structured(position, types.Position, REFACTOR_COMMAND))

@@ -54,7 +54,7 @@ def _popup_item(ls: QcnServer, cursor: Cursor, answer: Answer) -> types.Completi
     return types.CompletionItem(
         label=first_line[:80],
         kind=types.CompletionItemKind.Text,
-        detail="qcn-lsp" + (" (typed ahead)" if answer.reused else ""),
+        detail="qcn-lsp" + (" (typed ahead)" if answer.typed_ahead else ""),
         documentation=new_text,
         filter_text=new_text,
         sort_text="0",

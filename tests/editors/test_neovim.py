@@ -177,11 +177,13 @@ def test_neovim_code_action_and_commands_with_the_tiny_model(
             assert report.get("confirmed"), "the edit was applied without asking"
             assert any(" applied to " in m for m in messages), messages
         else:
-            # The outcome names its reason: nothing applied because ..., or the server's error.
-            assert any(
-                ("nothing applied: " in m and m.split("nothing applied: ")[1].strip())
-                or m.startswith("qcn-lsp: ")
-                for m in messages
+            # The outcome names its reason, once: nothing applied because ..., or the server's
+            # error (the server sends no message of its own for a command's result).
+            reasons = [m for m in messages if m.startswith("qcn-lsp: ")]
+            assert len(reasons) == 1, messages
+            assert (
+                "nothing applied: " not in reasons[0]
+                or reasons[0].split("nothing applied: ")[1].strip()
             ), messages
         print(f"neovim :{command['command']}: {command['ms']} ms, changed={changed}, {messages}")
     assert report["status_message"]["message"].startswith("qcn-lsp: engine ready")

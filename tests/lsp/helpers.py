@@ -9,14 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 SETTINGS_PREFIX = "qcn-lsp settings: "
+ResultT = TypeVar("ResultT")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,12 +39,13 @@ async def lsp_session(
     configuration: dict[str, Any] | None = None,
     workspace: Path | None = None,
     env: dict[str, str] | None = None,
+    server_args: Sequence[str] = (),
 ) -> AsyncIterator[tuple[LanguageClient, types.InitializeResult]]:
     """A started, initialized client session with the real server; shut down on exit."""
     config = ClientServerConfig(
         # INFO, not DEBUG: pytest-lsp forwards stderr line by line with asyncio's 64 KiB line
         # limit, and pygls logs whole message bodies at DEBUG.
-        server_command=[sys.executable, "-m", "qcn_lsp", "--log-level", "INFO"],
+        server_command=[sys.executable, "-m", "qcn_lsp", "--log-level", "INFO", *server_args],
         server_env=server_env(**(env or {})),
     )
     client = await config.start()
@@ -147,6 +150,20 @@ def inline_params(uri: str, position: types.Position, invoked: bool = True) -> A
     )
 
 
+def popup_params(uri: str, position: types.Position, trigger: str | None = None) -> Any:
+    """A popup completion request: invoked, or typed `trigger` character."""
+    context = (
+        types.CompletionContext(
+            trigger_kind=types.CompletionTriggerKind.TriggerCharacter, trigger_character=trigger
+        )
+        if trigger
+        else types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked)
+    )
+    return types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=position, context=context
+    )
+
+
 def record_progress(client: LanguageClient) -> list[Any]:
     """Every qcn/completionProgress notification the client receives from now on."""
     received: list[Any] = []
@@ -195,18 +212,32 @@ async def until_ready(client: LanguageClient) -> dict[str, Any]:
     return await until_status(client, ready)
 
 
+async def once_indexed(call: Callable[[], Awaitable[ResultT]], tries: int = 120) -> ResultT:
+    """`call()`, again while the server answers that the workspace index is still building
+    (it builds in the background)."""
+    for _ in range(tries):
+        try:
+            return await call()
+        except JsonRpcException as exc:
+            if "index" not in str(exc):
+                raise
+        await asyncio.sleep(0.25)
+    raise AssertionError("the workspace index never became ready")
+
+
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str, stderr: int = subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcn_lsp", "--log-level", "WARNING"],
+            [sys.executable, "-m", "qcn_lsp", *(args or ("--log-level", "WARNING"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             env=server_env(),
         )
         self._next_id = 0
+        self.notifications: list[dict[str, Any]] = []
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps({"jsonrpc": "2.0", **message}).encode()
@@ -224,17 +255,38 @@ class RawLspProcess:
         return json.loads(self.proc.stdout.read(length))
 
     def request(self, method: str, params: Any) -> dict[str, Any]:
-        """Send a request and return its response, skipping notifications and server requests."""
+        """Send a request and return its response; notifications meanwhile are kept in
+        `notifications`, server requests skipped."""
         self._next_id += 1
         self.send({"id": self._next_id, "method": method, "params": params})
         while True:
             message = self.read()
             if message.get("id") == self._next_id and "method" not in message:
                 return message
+            if "method" in message and "id" not in message:
+                self.notifications.append(message)
 
-    def initialize(self) -> dict[str, Any]:
+    def notification(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first notification (seen or next) for which `predicate` holds."""
+        while True:
+            for message in self.notifications:
+                if predicate(message):
+                    return message
+            message = self.read()
+            if "method" in message and "id" not in message:
+                self.notifications.append(message)
+
+    def initialize(self, initialization_options: Any = None, **params: Any) -> dict[str, Any]:
+        """`params`: further InitializeParams fields (e.g. rootUri)."""
         response = self.request(
-            "initialize", {"processId": None, "rootUri": None, "capabilities": {}}
+            "initialize",
+            {
+                "processId": None,
+                "rootUri": None,
+                "capabilities": {},
+                "initializationOptions": initialization_options,
+                **params,
+            },
         )
         self.send({"method": "initialized", "params": {}})
         return response

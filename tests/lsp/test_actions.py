@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from tests.lsp.helpers import lsp_session, open_file
+from qcn_lsp.wire import LSP_CONVERTER
+from tests.lsp.helpers import RawLspProcess, lsp_session, open_file
 
 SOURCE = "def add(a, b):\n    return a +\n\nprint(add(1, 2))\n"
 
@@ -83,30 +85,112 @@ async def test_listing_is_instant_and_carries_no_edit(project: Path, profile: st
         assert not await client.text_document_code_action_async(other)
 
 
-async def test_resolve_after_an_edit_is_disabled_with_the_reason(project: Path) -> None:
+def edit_after_listing(client: LanguageClient, uri: str) -> None:
+    """The user types after the action was listed: resolving it must refuse."""
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=SOURCE + "#\n")],
+        )
+    )
+
+
+def said(client: LanguageClient, words: str) -> list[str]:
+    return [m.message for m in client.messages if words in m.message]
+
+
+async def until_said(client: LanguageClient, words: str) -> list[str]:
+    """The window/showMessage texts with `words`, once there is one."""
+    for _ in range(200):
+        if said(client, words):
+            break
+        await asyncio.sleep(0.05)
+    return said(client, words)
+
+
+async def test_resolve_after_an_edit_is_disabled_and_said_once(project: Path) -> None:
+    """VS Code shows nothing for a resolved action that came back disabled: one
+    window/showMessage says why."""
     async with lsp_session(profile="visual_studio_code", workspace=project) as (client, _):
         uri, fix = await listed_fix(client, project / "calc.py")
-        client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-                content_changes=[types.TextDocumentContentChangeWholeDocument(text=SOURCE + "#\n")],
-            )
-        )
+        edit_after_listing(client, uri)
         resolved = await client.code_action_resolve_async(fix)
         assert resolved.edit is None
         assert resolved.disabled is not None
         assert "changed since the action was listed" in resolved.disabled.reason
+        assert await until_said(client, "changed since") == [f"qcn-lsp: {resolved.disabled.reason}"]
 
 
 async def test_resolve_errors_for_clients_without_disabled_support(project: Path) -> None:
     async with lsp_session(profile="neovim", workspace=project) as (client, _):
-        _uri, fix = await listed_fix(client, project / "calc.py")
+        uri, fix = await listed_fix(client, project / "calc.py")
         # No model configured: a clear error, not a hang and not a broken edit.
         with pytest.raises(JsonRpcException, match="model"):
             await client.code_action_resolve_async(fix)
+        edit_after_listing(client, uri)
+        with pytest.raises(JsonRpcException, match="changed since the action was listed"):
+            await client.code_action_resolve_async(fix)
+        assert not said(client, "changed since")  # the error is the one place it shows
         forged = types.CodeAction(title="x", data={"uri": 5})
         with pytest.raises(JsonRpcException, match="not what qcn-lsp listed"):
             await client.code_action_resolve_async(forged)
+
+
+def test_clients_without_resolve_support_get_a_command(project: Path) -> None:
+    """eglot 1.9 cannot resolve: each action carries a command that answers at once, runs the
+    model in the background and says why when no edit comes (here: the text moved on).
+
+    A bare JSON-RPC peer with no capabilities (lsprotocol's own client reads a CodeAction
+    that has a `command` as a Command)."""
+    server = RawLspProcess()
+    try:
+        result = server.initialize(rootUri=project.as_uri())["result"]
+        assert "qcn.runCodeAction" in result["capabilities"]["executeCommandProvider"]["commands"]
+        uri = (project / "calc.py").as_uri()
+        server.send(
+            {
+                "method": "textDocument/didOpen",
+                "params": {
+                    "textDocument": {
+                        "uri": uri,
+                        "languageId": "python",
+                        "version": 1,
+                        "text": SOURCE,
+                    }
+                },
+            }
+        )
+        params = LSP_CONVERTER.unstructure(action_params(uri, selection=False))
+        [fix] = server.request("textDocument/codeAction", params)["result"]
+        assert "edit" not in fix
+        assert fix["command"] == {
+            "title": fix["title"],
+            "command": "qcn.runCodeAction",
+            "arguments": [fix["data"]],
+        }
+        server.send(
+            {
+                "method": "textDocument/didChange",
+                "params": {
+                    "textDocument": {"uri": uri, "version": 2},
+                    "contentChanges": [{"text": SOURCE + "#\n"}],
+                },
+            }
+        )
+        answer = server.request("workspace/executeCommand", fix["command"])
+        assert answer == {"jsonrpc": "2.0", "id": answer["id"], "result": None}
+        message = server.notification(
+            lambda m: m["method"] == "window/showMessage" and "changed" in m["params"]["message"]
+        )
+        assert message["params"]["message"] == (
+            "qcn-lsp: calc.py: changed since the action was listed; ask again"
+        )
+        forged = server.request(
+            "workspace/executeCommand", {"command": "qcn.runCodeAction", "arguments": [{"uri": 5}]}
+        )
+        assert "not what qcn-lsp listed" in forged["error"]["message"]
+    finally:
+        server.close()
 
 
 async def test_command_argument_errors(project: Path, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def options(model: Path, cache: Path, **completion: Any) -> dict[str, Any]:
     return {
         "model": {"path": str(model), "contextLength": 4096},
         "engine": {"checkpointInterval": CHECKPOINT_INTERVAL},
-        "completion": {"maxTokens": 4, "debounceMs": 0, **completion},
+        "completion": {"maxTokens": 4, "debounceMs": 0, "timeoutMs": 120_000, **completion},
         "edits": {"maxTokens": 16, "maxToolRounds": 1},
         "cache": {"dir": str(cache)},
     }
@@ -47,6 +47,17 @@ def source(lines: int) -> str:
 def end_of(text: str) -> types.Position:
     lines = text.split("\n")
     return types.Position(line=len(lines) - 1, character=len(lines[-1]))
+
+
+def reopen(client: LanguageClient, path: Path) -> str:
+    """Close and open `path` again: a request at the same spot is then a new model run (an
+    open document's completion at one state is made once and then reused)."""
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(
+            text_document=types.TextDocumentIdentifier(uri=path.as_uri())
+        )
+    )
+    return open_file(client, path)
 
 
 async def complete(client: LanguageClient, uri: str, position: types.Position) -> dict[str, Any]:
@@ -99,7 +110,7 @@ async def test_a_code_action_leaves_the_completion_state_as_it_found_it(
         assert resolved.edit is not None or resolved.disabled is not None
         after = lane_requests(await status(client))
 
-        again = await complete(client, uri, cursor)
+        again = await complete(client, reopen(client, project / "steps.py"), cursor)
         assert again["promptTokens"] == first["promptTokens"]
         # Resumed from the checkpoint next to the cursor, as after a keystroke; not a re-read of
         # the file from the last boundary.
@@ -136,7 +147,7 @@ async def test_a_completion_during_indexing_waits_and_the_cold_prefill_is_paid_o
             raise AssertionError(f"the first completion failed: {exc}") from exc
         first = (await status(client))["lastRequest"]
         await until_status(client, lambda state: state["index"]["state"].startswith("ready"))
-        second = await complete(client, uri, cursor)
+        second = await complete(client, reopen(client, project / "main.py"), cursor)
         # Both prompts carry the repository context: the second re-reads only near the cursor.
         assert second["promptTokens"] == first["promptTokens"] > first["prefilledTokens"] / 2
         assert second["reusedTokens"] >= second["promptTokens"] - 3 * CHECKPOINT_INTERVAL, second

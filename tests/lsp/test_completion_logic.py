@@ -9,6 +9,7 @@ from qcn_lsp.completion_logic import (
     Suggestion,
     TypingRhythm,
     block_end,
+    clean_text,
     cut_at_block_end,
     debounce_s,
     inside_word,
@@ -52,6 +53,40 @@ def test_streamed_texts_grow_into_the_final_text(text: str, line_prefix: str, su
     final = post_process(text, line_prefix, suffix)
     for k in range(len(text) + 1):
         assert final.startswith(streamed_text(text[:k], line_prefix, suffix))
+
+
+# What the random-weight model wrote into VS Code and eglot buffers, with the usual suspects.
+MODEL_PIECES = ["a", "b", "(", ")", ":", " ", "\n", "\t", "\r", "\r\n", "\x0f", "\x13", "\x1c"]
+MODEL_PIECES += ["\x85", "\u2028", "\u202e", "\x00", "\x7f", "é", "\N{GRINNING FACE}"]
+MODEL_TEXT = st.lists(st.sampled_from(MODEL_PIECES), max_size=16).map("".join)
+
+
+def test_control_characters_never_reach_the_buffer() -> None:
+    assert clean_text("a\x0fb\x13c\x1cd\x00e\x7ff\x85g\u2028h\u202ei") == "abcdefghi"
+    assert clean_text("x\r\ny\rz\t\n") == "x\nyz\t\n"  # a bare \r goes, \r\n is a line end
+    assert post_process("f(a,\x1c b)\r\n    c", "x = ", "") == "f(a, b)\n    c"
+    # In a CRLF document the completion's line ends are the document's.
+    assert post_process("f(a,\n    b)\r\n    c", "    x = ", "\r\n", "\r\n") == (
+        "f(a,\r\n    b)\r\n    c"
+    )
+    # A CRLF suffix still trims an overlapping ending.
+    assert post_process("g()\n)", "x = f(", "\r\n)\r\n", "\r\n") == "g()"
+
+
+@given(
+    text=MODEL_TEXT,
+    line_prefix=st.sampled_from(["", "x = ", "    "]),
+    suffix=MODEL_TEXT,
+    line_end=st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_cleaned_texts_still_grow_and_hold_no_control_characters(
+    text: str, line_prefix: str, suffix: str, line_end: str
+) -> None:
+    final = post_process(text, line_prefix, suffix, line_end)
+    assert not any(ord(c) < 32 and c not in "\t\n\r" for c in final), repr(final)
+    assert "\r" not in final.replace(line_end, "\n")  # no \r but in the document's line ends
+    for k in range(len(text) + 1):
+        assert final.startswith(streamed_text(text[:k], line_prefix, suffix, line_end))
 
 
 def test_post_process_empties_whitespace() -> None:

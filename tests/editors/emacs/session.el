@@ -64,6 +64,10 @@
                      (changed . ,(not (equal text (buffer-string))))
                      (messages . ,(qt-messages-since before)))))))
 
+(defun qt-from-server-p (message)
+  "Whether MESSAGE is qcn-lsp's: its own, or a window/showMessage as eglot shows it."
+  (string-match-p "\\`\\(\\[eglot\\] Server reports (type=[0-9]+): \\)?qcn-lsp" message))
+
 (defvar qt-chosen nil "Titles chosen by `qt-choose-first'.")
 
 (defun qt-choose-first (_prompt collection &rest _)
@@ -163,7 +167,7 @@
          ;; Data-only actions do nothing in eglot 1.9: wait only when something runs.
          (when runs-something
            (qt-wait (lambda () (or (not (equal source (buffer-string)))
-                                   (cl-some (lambda (m) (string-prefix-p "qcn-lsp" m))
+                                   (cl-some #'qt-from-server-p
                                             (append (qt-messages-since before) nil))))
                     60))
          (qt-put 'eglot_action `((changed . ,(not (equal source (buffer-string))))
@@ -176,7 +180,7 @@
          (cl-letf (((symbol-function 'completing-read) #'qt-choose-first))
            (qcn-lsp-code-actions beg end))
          (qt-wait (lambda () (or (not (equal source (buffer-string)))
-                                 (cl-some (lambda (m) (and (string-prefix-p "qcn-lsp" m)
+                                 (cl-some (lambda (m) (and (qt-from-server-p m)
                                                            (not (string-match-p "asking" m))))
                                           (append (qt-messages-since before) nil))))
                   60)
