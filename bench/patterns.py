@@ -637,9 +637,7 @@ def _check_value(summary: dict[str, Any], pattern: str) -> float:
 def print_checks(budget: int, results: list[dict[str, Any]]) -> None:
     summaries = {r["system"]: summarize(r) for r in results}
     ours = summaries.get("qcn-lsp", {})
-    servers = [
-        v for k, v in summaries.items() if k.startswith("llama-server") and "infill" not in k
-    ]
+    servers = [v for k, v in summaries.items() if k.startswith("llama-server")]
     by_number = {p.split()[0]: p for p in ours}
     print(f"\ndone-when checks, {budget // 1024}K:")
     one = by_number.get("1")
