@@ -40,6 +40,7 @@ from engine.lane import LaneRunner  # noqa: E402
 from engine.local import LocalEngine  # noqa: E402
 from engine.params import GenerationParams  # noqa: E402
 from engine.segments import Prompt  # noqa: E402
+from engine.testing import cached_test_model  # noqa: E402
 
 STDLIB = Path(os.__file__).parent
 REPO_NAME = "cpython"
@@ -309,16 +310,6 @@ def measure_restart(args: argparse.Namespace, context: int) -> dict[str, Any]:
     return result
 
 
-def ensure_model(cache_dir: Path) -> Path:
-    from engine.testing import write_test_model
-
-    path = cache_dir / "small.gguf"
-    if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        write_test_model(path, preset="small", seed=0)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contexts", default="1k,16k")
@@ -350,7 +341,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    args.model = args.model or ensure_model(args.cache_dir)
+    args.model = args.model or cached_test_model(args.cache_dir / "small.gguf")
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cpu = platform.processor() or platform.machine()
     print(f"model {args.model}; {cpu}, {args.threads} threads; {when}")

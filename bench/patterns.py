@@ -65,6 +65,7 @@ from engine.config import EngineConfig  # noqa: E402
 from engine.formats import DEFAULT_SUFFIX_CHARS, FIM_STOPS  # noqa: E402
 from engine.local import LocalEngine  # noqa: E402
 from engine.params import GenerationParams  # noqa: E402
+from engine.testing import cached_test_model  # noqa: E402
 
 PACKAGES = ("requests", "urllib3", "idna", "charset_normalizer", "certifi")
 MAIN = "requests/sessions.py"
@@ -720,16 +721,6 @@ def run_child(args: argparse.Namespace, kind: str, budget: int, name: str = "") 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def ensure_model(cache_dir: Path) -> Path:
-    from engine.testing import write_test_model
-
-    path = cache_dir / "small.gguf"
-    if not path.exists():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        write_test_model(path, preset="small", seed=0)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="1k,16k")
@@ -770,7 +761,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    args.model = args.model or ensure_model(args.cache_dir)
+    args.model = args.model or cached_test_model(args.cache_dir / "small.gguf")
     if args.infill:
         args.server_configs = {**args.server_configs, "infill-llama.vim": INFILL_FLAGS}
     systems = args.systems.split(",")

@@ -190,17 +190,25 @@ class LaneRunner:
             lengths.append((segment.kind, len(segment_tokens)))
         return tokens, lengths
 
-    def _run(
-        self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration, report: RequestReport
-    ) -> None:
+    def _open_and_tokenize(
+        self, prompt: Prompt, gen: LocalGeneration, report: RequestReport
+    ) -> tuple[array[int], list[tuple[SegmentKind, int]]]:
+        """The first steps of a request or warm-up: not cancelled yet, the context open, the
+        prompt's tokens (and each segment's count)."""
         if gen.cancelled:
             raise _Cancelled
         self.open()
         t0 = time.perf_counter()
         tokens, lengths = self._tokenize(prompt)
-        n = len(tokens)
-        report.prompt_tokens = n
+        report.prompt_tokens = len(tokens)
         report.ms["tokenize"] = (time.perf_counter() - t0) * 1000
+        return tokens, lengths
+
+    def _run(
+        self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration, report: RequestReport
+    ) -> None:
+        tokens, lengths = self._open_and_tokenize(prompt, gen, report)
+        n = len(tokens)
         if n == 0:
             raise EngineError("empty prompt: nothing to condition the generation on")
         if n + params.max_tokens > self.n_ctx:
@@ -237,14 +245,8 @@ class LaneRunner:
         self._generate(params, gen, report)
 
     def _warm(self, prompt: Prompt, gen: LocalGeneration, report: RequestReport) -> None:
-        if gen.cancelled:
-            raise _Cancelled
-        self.open()
-        t0 = time.perf_counter()
-        tokens, lengths = self._tokenize(prompt)
+        tokens, lengths = self._open_and_tokenize(prompt, gen, report)
         n = len(tokens)
-        report.prompt_tokens = n
-        report.ms["tokenize"] = (time.perf_counter() - t0) * 1000
         if n < 2 or n >= self.n_ctx or self.state.holds(tokens):
             report.restore_kind = "append"
             report.reused_tokens = n if n < self.n_ctx else 0

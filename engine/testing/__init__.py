@@ -18,6 +18,6 @@ Properties the tests rely on:
   (and never emits `<|endoftext|>` or `<tool_call>` by chance); use `max_tokens`.
 """
 
-from engine.testing.writer import write_test_model
+from engine.testing.writer import cached_test_model, write_test_model
 
-__all__ = ["write_test_model"]
+__all__ = ["cached_test_model", "write_test_model"]

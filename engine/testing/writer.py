@@ -204,3 +204,9 @@ def write_test_model(path: str | Path, preset: PresetName = "tiny", seed: int = 
         writer.close()
         partial.unlink(missing_ok=True)
     return target
+
+
+def cached_test_model(path: str | Path, preset: PresetName = "small", seed: int = 0) -> Path:
+    """`path`, written by `write_test_model` unless it exists already (benchmarks' default)."""
+    target = Path(path)
+    return target if target.exists() else write_test_model(target, preset, seed)
