@@ -105,9 +105,11 @@ step = st.one_of(
 )
 
 
+# 16 examples took 269 s on 2 cores under load ~6: 10 keep it near two minutes there, and the
+# explicit timeout holds under a heavier load.
 @pytest.mark.timeout(900)
 @settings(
-    max_examples=16,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
