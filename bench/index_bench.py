@@ -106,7 +106,15 @@ def raw_parse_seconds(repo: Path) -> tuple[float, int]:
     return time.perf_counter() - started, len(files)
 
 
-def keystroke_updates(index: RepoIndex, repo: Path, edit_file: str, count: int) -> list[float]:
+# Keystrokes between two pauses in typing: where the server re-parses an inexact document.
+PAUSE_EVERY = 50
+
+
+def keystroke_updates(
+    index: RepoIndex, repo: Path, edit_file: str, count: int
+) -> tuple[list[float], int, list[float]]:
+    """(update ms per keystroke, keystrokes that left an inexact tree, ms per verification
+    at a pause every PAUSE_EVERY keystrokes when the document was inexact)."""
     path = repo / edit_file
     text = path.read_text()
     index.update_document(str(path), text)
@@ -116,14 +124,21 @@ def keystroke_updates(index: RepoIndex, repo: Path, edit_file: str, count: int) 
     offset = sum(len(line) + 1 for line in lines[:row]) + len(lines[row])
     typed = "\n        value = self.compute(arg, other=None)  # note" * (count // 50 + 1)
     timings = []
-    for character in typed[:count]:
+    verifications = []
+    inexact = 0
+    for keystroke, character in enumerate(typed[:count], start=1):
         text = text[:offset] + character + text[offset:]
         offset += 1
         started = time.perf_counter()
         index.update_document(str(path), text)
         timings.append((time.perf_counter() - started) * 1000)
+        inexact += index.needs_verify(str(path))
+        if keystroke % PAUSE_EVERY == 0 and index.needs_verify(str(path)):
+            started = time.perf_counter()
+            index.verify_document(str(path))
+            verifications.append((time.perf_counter() - started) * 1000)
     index.close_document(str(path))
-    return timings
+    return timings, inexact, verifications
 
 
 def call_sites(index: RepoIndex, count: int, seed: int) -> list[tuple[str, int, int, str]]:
@@ -350,11 +365,20 @@ def main() -> None:
 
     index = RepoIndex([repo])
     index.build()
-    updates = keystroke_updates(index, repo, args.edit_file, args.keystrokes)
+    updates, inexact, verifications = keystroke_updates(
+        index, repo, args.edit_file, args.keystrokes
+    )
     lines = (repo / args.edit_file).read_text().count("\n")
+    verify = (
+        f"p50 {statistics.median(verifications):.2f} ms over {len(verifications)} pauses"
+        if verifications
+        else "none needed"
+    )
     print(
         f"keystroke update in {args.edit_file} ({lines} lines): "
-        f"p50 {statistics.median(updates):.2f} ms, p95 {percentile(updates, 0.95):.2f} ms"
+        f"p50 {statistics.median(updates):.2f} ms, p95 {percentile(updates, 0.95):.2f} ms; "
+        f"{inexact} of {len(updates)} left syntax errors (re-parsed afresh at a pause: "
+        f"{verify})"
     )
 
     sites = call_sites(index, args.sites, seed=1)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from context.cost import CharacterCost, ContextCost
 from context.graph import SymbolGraph
-from context.index import RepoIndex
+from context.index import RepoIndex, SourceFingerprint
 from context.rank import personalized_pagerank
 from context.render import FilePlan, RenderCache
 from context.spots import SPOT_DECAY, CursorSpots, Spot, identifiers_near, import_rows
@@ -75,6 +75,9 @@ class _Ranking:
     budget: int
     saves: int
     settled: dict[tuple[str, str], float]
+    # Each selected file's RepoIndex.source_fingerprint when it was read: a held selection
+    # whose files changed (edited, deleted or renamed, in a buffer or on disk) is re-ranked.
+    sources: tuple[tuple[str, SourceFingerprint], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +171,7 @@ class ContextAssembler:
             or ranking.focus != focus
             or ranking.budget != budget
             or ranking.saves != self.index.saves
+            or any(self.index.source_fingerprint(p) != seen for p, seen in ranking.sources)
         ):
             return False
         near = identifiers_near(
@@ -188,8 +192,8 @@ class ContextAssembler:
     ) -> RepoContext:
         self.reranks += 1
         saves = self.index.saves
-        files, tokens, settled = self._select(graph, focus, text, budget, spots.weighted())
-        self._ranking = _Ranking(focus, budget, saves, settled)
+        files, tokens, settled, sources = self._select(graph, focus, text, budget, spots.weighted())
+        self._ranking = _Ranking(focus, budget, saves, settled, sources)
         if self._last is None or self._last.files != files:
             self._epoch += 1
             self._last = RepoContext(self._epoch, self.index.repo_name, files, tokens)
@@ -206,7 +210,12 @@ class ContextAssembler:
         text: str,
         budget: int,
         spots: list[tuple[Spot, float]],
-    ) -> tuple[tuple[ContextFile, ...], int, dict[tuple[str, str], float]]:
+    ) -> tuple[
+        tuple[ContextFile, ...],
+        int,
+        dict[tuple[str, str], float],
+        tuple[tuple[str, SourceFingerprint], ...],
+    ]:
         imported = graph.imports(focus)
         seeds: dict[str, float] = {focus: 1.0}
         for target in imported:
@@ -232,8 +241,12 @@ class ContextAssembler:
         texts: dict[str, str] = {}
         settled: dict[tuple[str, str], float] = {}
 
+        fingerprints: dict[str, SourceFingerprint] = {}
+
         def measure(path: str, plan: FilePlan) -> tuple[str, int] | None:
             if path not in texts:
+                # Before the read: a change between the two re-ranks the next keystroke.
+                fingerprints[path] = self.index.source_fingerprint(path)
                 content = self.index.read_text(path)
                 if content is None:
                     return None
@@ -292,4 +305,4 @@ class ContextAssembler:
         recency = {path: order for order, path in enumerate(recently_edited)}
         ordered = sorted(rendered, key=lambda path: (recency.get(path, -1), path))
         files = tuple(ContextFile(path, rendered[path][0]) for path in ordered)
-        return files, budget - remaining, settled
+        return files, budget - remaining, settled, tuple((p, fingerprints[p]) for p in ordered)

@@ -90,6 +90,9 @@ class SymbolGraph:
         self._imports_cache: dict[str, frozenset[str]] = {}
         self._edges_cache: FileEdges | None = None
         self.version = 0
+        # The graph version at each file's last change: whoever holds what it read of a
+        # file can tell whether the file changed since (context.assemble).
+        self.file_versions: dict[str, int] = {}
 
     # -- mutation -------------------------------------------------------------------------
 
@@ -100,6 +103,7 @@ class SymbolGraph:
             # took longer to rebuild on a large repository than a whole assembly.
             self.files[path] = tags
             self.version += 1
+            self.file_versions[path] = self.version
             return
         if old is not None:
             self._unlink(path, old, keep_path=True)
@@ -119,6 +123,7 @@ class SymbolGraph:
         self._imports_cache.pop(path, None)
         self._edges_cache = None
         self.version += 1
+        self.file_versions[path] = self.version
 
     def remove_file(self, path: str) -> None:
         old = self.files.pop(path, None)
@@ -126,6 +131,7 @@ class SymbolGraph:
             self._unlink(path, old, keep_path=False)
             self._edges_cache = None
             self.version += 1
+        self.file_versions.pop(path, None)
 
     def _unlink(self, path: str, tags: FileTags, *, keep_path: bool) -> None:
         for name in tags.defined_names:

@@ -19,16 +19,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import diskcache
 import tree_sitter
 
 from context.graph import SymbolGraph
 from context.languages import grammar, language_for_path
 from context.retag import retag
 from context.scan import DEFAULT_MAX_FILE_BYTES, WorkspaceScanner
+from context.tag_cache import TagCache
 from context.tags import FileTags, extract_tags, plain_tags
 
 ProgressCallback = Callable[[int, int], None]
+# (graph version, mtime_ns, size) of what RepoIndex.read_text would return for a file.
+SourceFingerprint = tuple[int | None, int | None, int | None]
 
 # How many open documents keep their syntax tree for incremental parsing.
 _MAX_OPEN_TREES = 32
@@ -53,6 +55,8 @@ class IndexStats:
 class _OpenDocument:
     source: bytes
     tree: tree_sitter.Tree | None
+    # False after an incremental parse that met syntax errors: see verify_document.
+    exact: bool = True
 
 
 def content_hash(data: bytes) -> str:
@@ -76,7 +80,7 @@ class RepoIndex:
         # Read it under ``reading()`` from any thread but the writers'.
         self.graph = SymbolGraph()
         self.repo_name = self.scanner.roots[0].name if self.scanner.roots else "repo"
-        self._cache = diskcache.Cache(str(cache_dir)) if cache_dir is not None else None
+        self._cache = TagCache(cache_dir) if cache_dir is not None else None
         self._parsers: dict[str, tree_sitter.Parser] = {}
         self._open: OrderedDict[str, _OpenDocument] = OrderedDict()
         self._hashes: dict[str, str] = {}
@@ -88,6 +92,11 @@ class RepoIndex:
     def close(self) -> None:
         if self._cache is not None:
             self._cache.close()
+
+    @property
+    def cache_error(self) -> str | None:
+        """Why the disk cache was turned off, if it was (the index works without it)."""
+        return self._cache.error if self._cache is not None else None
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[SymbolGraph]:
@@ -119,6 +128,18 @@ class RepoIndex:
             return plain_tags(source), None
         tree = self._parser(language).parse(source)
         return extract_tags(grammar(language), tree, source), tree
+
+    def source_fingerprint(self, key: str) -> SourceFingerprint:
+        """Changes whenever what read_text(key) returns may have: the file's graph version,
+        and for a file read from disk its mtime and size (a change the editor never told)."""
+        version = self.graph.file_versions.get(key)
+        if key in self._open:
+            return version, None, None
+        try:
+            stat = os.stat(self.scanner.path_for(key))
+        except OSError:
+            return version, None, -1
+        return version, stat.st_mtime_ns, stat.st_size
 
     def read_text(self, key: str) -> str | None:
         """Current text of an indexed file: the open document's, else the file on disk."""
@@ -156,7 +177,7 @@ class RepoIndex:
             for position, scanned in enumerate(files):
                 if self._cache is not None and position % _CACHE_BATCH == 0:
                     batch.close()
-                    batch.enter_context(self._cache.transact())
+                    batch.enter_context(self._cache.transaction())
                 if cancelled is not None and cancelled():
                     return self._stats(started, parsed, cached, plain, cancelled=True)
                 seen.add(scanned.key)
@@ -233,6 +254,7 @@ class RepoIndex:
         with self._write_lock:
             document = self._open.get(key)
             tree: tree_sitter.Tree | None = None
+            exact = True
             if language is None or len(source) > self.max_file_bytes:
                 tags = plain_tags(source)
             elif document is not None and document.tree is not None:
@@ -244,10 +266,11 @@ class RepoIndex:
                     self.graph.files.get(key),
                     source,
                 )
+                exact = not tree.root_node.has_error
             else:
                 tags, tree = self._compute_tags(language, source)
             with self._lock:
-                self._open[key] = _OpenDocument(source, tree)
+                self._open[key] = _OpenDocument(source, tree, exact)
                 self._open.move_to_end(key)
                 # The graph now holds the buffer, not the disk file: closing it must re-read
                 # the disk even when the file there did not change.
@@ -266,10 +289,34 @@ class RepoIndex:
                     del self.recently_edited[:-_RECENT_EDITS]
             return tags
 
+    def needs_verify(self, path: str | os.PathLike[str]) -> bool:
+        document = self._open.get(self.key(path))
+        return document is not None and not document.exact
+
+    def verify_document(self, path: str | os.PathLike[str]) -> bool:
+        """Parse and tag an open document from scratch if its last update was inexact.
+
+        After error recovery an incremental parse can differ from a fresh one (seen on Go and
+        Java), and tree-sitter's changed ranges can miss nodes that recovery moved next to the
+        edit, so region re-tagging misses them (Rust, TypeScript). Doing this on every
+        keystroke with a syntax error costs a full parse and tag; the caller runs it once the
+        typing pauses. True when it re-parsed."""
+        key = self.key(path)
+        with self._write_lock:
+            document = self._open.get(key)
+            if document is None or document.exact:
+                return False
+            tags, tree = self._compute_tags(language_for_path(key), document.source)
+            with self._lock:
+                document.tree, document.exact = tree, True
+                self.graph.set_file(key, tags)
+            return True
+
     def save_document(self, path: str | os.PathLike[str]) -> None:
         """The editor saved ``path``: a re-rank trigger for assemblers."""
         key = self.key(path)
         with self._write_lock:
+            self.verify_document(key)  # a save re-ranks: on exact tags
             self.saves += 1
             document = self._open.get(key)
             if document is not None and self._cache is not None:

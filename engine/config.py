@@ -30,6 +30,9 @@ class EngineConfig:
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
     state_cache_bytes: int = 16 << 30
     token_memo_entries: int = 4096  # segments: a long file is many chunks
+    # False: every request prefills its whole prompt in a cleared state; no checkpoint is
+    # taken or restored and nothing is persisted (exactness checks, bug reports).
+    prompt_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class LaneConfig:
     persist_min_tokens: int
     persist_partials: int
     checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
+    prompt_cache: bool = True  # EngineConfig.prompt_cache
 
 
 def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, LaneConfig]:
@@ -68,6 +72,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         persist_min_tokens=config.persist_min_tokens,
         persist_partials=config.persist_partials,
         checkpoint_at_end=False,
+        prompt_cache=config.prompt_cache,
     )
     background = replace(
         interactive,

@@ -79,7 +79,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
         reader = GGUFReader(path, "r")
     except Exception as exc:  # the gguf package raises assorted errors on truncated files
         raise GGUFInfoError(
-            f"{path}: unreadable GGUF header ({exc}); the file may be truncated"
+            f"{path}: unreadable GGUF file ({exc}); the file may be truncated"
         ) from exc
 
     arch = str(_field(reader, "general.architecture") or "")

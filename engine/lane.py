@@ -14,7 +14,9 @@ what it prefilled stays live for the next request that shares the prefix.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import logging
+import sys
 import time
 from array import array
 from collections.abc import Callable
@@ -47,6 +49,14 @@ logger = logging.getLogger(__name__)
 
 class _Cancelled(Exception):
     pass
+
+
+def token_digest(tokens: array[int]) -> str:
+    """Hex sha256 of token ids as little-endian int32 (RequestReport.prompt_digest)."""
+    if sys.byteorder == "big":
+        tokens = array("i", tokens)
+        tokens.byteswap()
+    return hashlib.sha256(tokens.tobytes()).hexdigest()
 
 
 class LaneRunner:
@@ -201,6 +211,7 @@ class LaneRunner:
         t0 = time.perf_counter()
         tokens, lengths = self._tokenize(prompt)
         report.prompt_tokens = len(tokens)
+        report.prompt_digest = token_digest(tokens)
         report.ms["tokenize"] = (time.perf_counter() - t0) * 1000
         return tokens, lengths
 
@@ -220,8 +231,9 @@ class LaneRunner:
                 max_tokens=params.max_tokens,
                 n_ctx=self.n_ctx,
             )
+        caching = self.config.prompt_cache
         plan = plan_checkpoints(
-            lengths,
+            lengths if caching else [],
             interval=self.config.checkpoint_interval,
             prefix_tokens=1 if self.model.add_bos else 0,
             at_end=self.config.checkpoint_at_end,
@@ -234,7 +246,11 @@ class LaneRunner:
         )
 
         t1 = time.perf_counter()
-        start = self.state.prepare(tokens, report)
+        if caching:
+            start = self.state.prepare(tokens, report)
+        else:
+            self.state.clear()  # a fresh state: nothing restored, the whole prompt prefilled
+            start = 0
         report.ms["restore"] = (time.perf_counter() - t1) * 1000
         report.reused_tokens = start
 
@@ -247,6 +263,8 @@ class LaneRunner:
     def _warm(self, prompt: Prompt, gen: LocalGeneration, report: RequestReport) -> None:
         tokens, lengths = self._open_and_tokenize(prompt, gen, report)
         n = len(tokens)
+        if not self.config.prompt_cache:
+            return  # every request starts from a cleared state: nothing to warm
         if n < 2 or n >= self.n_ctx or self.state.holds(tokens):
             report.restore_kind = "append"
             report.reused_tokens = n if n < self.n_ctx else 0

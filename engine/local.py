@@ -21,6 +21,7 @@ not start or go on while the background lane has work (it would take its cores).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,16 @@ from engine.errors import EngineError
 from engine.generation import LocalGeneration
 from engine.host import LoadedModel
 from engine.lane import LaneRunner
+from engine.memory import available_bytes, check_contexts_fit
 from engine.params import GenerationParams
 from engine.persist import StateStore
 from engine.segments import Prompt
 from engine.tokens import TokenMemo
 
+logger = logging.getLogger(__name__)
+
 NOT_STARTED = "the engine is not started: call `await engine.start()` first"
+SHUTTING_DOWN = "the engine is shutting down"
 
 
 class LocalEngine:
@@ -50,8 +55,11 @@ class LocalEngine:
         self._interactive: LaneRunner | None = None
         self._background: LaneRunner | None = None
         self._by_key: dict[str, LocalGeneration] = {}
+        # Every generation queued or running, keyed or not, warm-ups too: close() cancels them.
+        self._live: set[LocalGeneration] = set()
         self._warms: set[LocalGeneration] = set()
         self._keys_lock = threading.Lock()
+        self._closing = False
         self._background_busy = 0
         self._interactive_pending = 0
         self._interactive_idle = threading.Event()
@@ -79,16 +87,22 @@ class LocalEngine:
         config = self.config
         self._model = model
         interactive, background = lane_configs(config, model.n_ctx_train)
+        check_contexts_fit(
+            config.model_path, [interactive.n_ctx, background.n_ctx], available_bytes()
+        )
         self._memo = TokenMemo(model, config.token_memo_entries)
-        if config.state_dir is not None:
+        if config.state_dir is not None and config.prompt_cache:
             # "exact": states are taken only after multi-token micro-batches (engine.batching)
             signature = f"n_batch={config.prefill_chunk}|seq=1|kv=f16|exact"
-            self._store = StateStore(
-                Path(config.state_dir),
-                model_path=Path(config.model_path),
-                context_signature=signature,
-                size_limit=config.state_cache_bytes,
-            )
+            try:
+                self._store = StateStore(
+                    Path(config.state_dir),
+                    model_path=Path(config.model_path),
+                    context_signature=signature,
+                    size_limit=config.state_cache_bytes,
+                )
+            except Exception as exc:  # a cache must never take the model down
+                logger.warning("persisted state off: %s cannot be used (%s)", config.state_dir, exc)
         self._interactive = LaneRunner(
             interactive,
             model,
@@ -133,12 +147,16 @@ class LocalEngine:
         runner = self._runner(lane)
         gen = LocalGeneration(asyncio.get_running_loop(), lane)
         self._preempt_warmups()
-        if key is not None:
-            with self._keys_lock:
+        previous = None
+        with self._keys_lock:
+            if self._closing:
+                raise EngineError(SHUTTING_DOWN)
+            self._live.add(gen)
+            if key is not None:
                 previous = self._by_key.get(key)
                 self._by_key[key] = gen
-            if previous is not None:
-                previous.cancel()
+        if previous is not None:
+            previous.cancel()
         with self._pending_lock:
             if lane == "interactive":
                 self._interactive_pending += 1
@@ -156,6 +174,9 @@ class LocalEngine:
         gen = LocalGeneration(asyncio.get_running_loop(), "interactive")
         self._preempt_warmups()
         with self._keys_lock:
+            if self._closing:
+                raise EngineError(SHUTTING_DOWN)
+            self._live.add(gen)
             self._warms.add(gen)
         runner.executor.submit(self._warm_job, runner, prompt, gen)
         return gen
@@ -173,6 +194,7 @@ class LocalEngine:
             runner.warm(prompt, gen)
         finally:
             with self._keys_lock:
+                self._live.discard(gen)
                 self._warms.discard(gen)
 
     def _run_job(
@@ -193,10 +215,10 @@ class LocalEngine:
                         self._interactive_idle.set()
                 else:
                     self._background_busy -= 1
-            if key is not None:
-                with self._keys_lock:
-                    if self._by_key.get(key) is gen:
-                        del self._by_key[key]
+            with self._keys_lock:
+                self._live.discard(gen)
+                if key is not None and self._by_key.get(key) is gen:
+                    del self._by_key[key]
 
     def count_tokens(self, text: str) -> int:
         if self._model is None:
@@ -225,14 +247,20 @@ class LocalEngine:
             self._store.flush()
 
     async def close(self) -> None:
+        """Cancel every queued and running generation (each stops within one micro-batch or
+        token), persist each lane's resume point, free the contexts and the model."""
         with self._keys_lock:
-            running = [*self._by_key.values(), *self._warms]
+            self._closing = True
+            running = list(self._live)
         for gen in running:
             gen.cancel()
-        for runner in (self._interactive, self._background):
-            if runner is not None:
-                await asyncio.wrap_future(runner.executor.submit(runner.close))
-                runner.executor.shutdown(wait=True)
+        runners = [r for r in (self._interactive, self._background) if r is not None]
+        # Both lanes stop and persist at once, each on its own worker thread.
+        await asyncio.gather(
+            *(asyncio.wrap_future(runner.executor.submit(runner.close)) for runner in runners)
+        )
+        for runner in runners:
+            runner.executor.shutdown(wait=True)
         self._interactive = self._background = None
         if self._store is not None:
             self._store.close()

@@ -99,7 +99,12 @@ class StateStore:
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._index: list[IndexEntry] = []
-        for row in self._cache.get(self._index_key, default=[]):
+        try:
+            rows = self._cache.get(self._index_key, default=[])
+        except Exception:  # an unreadable index: its entries are simply not found
+            logger.warning("persisted state: unreadable index, starting with none")
+            rows = []
+        for row in rows if isinstance(rows, list) else []:
             try:
                 n, d, parent_n, parent_d = row
                 parent = None if parent_n is None else (int(parent_n), bytes.fromhex(parent_d))
@@ -111,6 +116,7 @@ class StateStore:
         self.loads = 0
         self.rejected = 0
         self.writes = 0
+        self.failed_writes = 0
 
     def _key(self, digest: bytes, n_tokens: int, partial: bool = False) -> str:
         kind = "partial" if partial else "full"
@@ -119,7 +125,10 @@ class StateStore:
 
     def contains(self, digest: bytes, n_tokens: int) -> bool:
         key = self._key(digest, n_tokens)
-        return key in self._pending or key in self._cache
+        try:
+            return key in self._pending or key in self._cache
+        except Exception:  # a broken database holds nothing usable
+            return False
 
     def candidates(self, above: int, upto: int) -> list[IndexEntry]:
         """Persisted (n_tokens, digest, parent) with above < n_tokens <= upto, longest first;
@@ -161,8 +170,10 @@ class StateStore:
             self._cache.set(key, _HeaderThenData(header, state), read=True)
             self._update_index(add=(n_tokens, digest, parent))
             self.writes += 1
-        except Exception:  # a full disk must not take the engine down
-            logger.exception("could not persist state %s", key)
+        except Exception as exc:  # a full disk must not take the engine down
+            self.failed_writes += 1
+            log = logger.warning if self.failed_writes == 1 else logger.debug
+            log("could not persist state %s (%s): the next start prefills it again", key, exc)
         finally:
             self._pending.discard(key)
 
@@ -235,7 +246,16 @@ class StateStore:
             return None
 
     def drop(self, digest: bytes, n_tokens: int, partial: bool = False) -> None:
-        """Delete an entry; a full one takes the partial entries that depend on it along."""
+        """Delete an entry; a full one takes the partial entries that depend on it along.
+        The index forgets them even when the database cannot be written."""
+        try:
+            self._drop(digest, n_tokens, partial)
+        except Exception as exc:
+            logger.warning("persisted state: could not delete an entry (%s)", exc)
+            with self._lock:
+                self._index = [e for e in self._index if (n_tokens, digest) not in (e[:2], e[2])]
+
+    def _drop(self, digest: bytes, n_tokens: int, partial: bool) -> None:
         self._cache.delete(self._key(digest, n_tokens, partial))
         if partial:
             with self._lock:
@@ -253,12 +273,17 @@ class StateStore:
         self._writer.submit(lambda: None).result()
 
     def stats(self) -> dict[str, int]:
+        try:
+            volume = int(self._cache.volume())
+        except Exception:
+            volume = -1  # the database cannot be read
         return {
             "entries": len(self._index),
-            "bytes": int(self._cache.volume()),
+            "bytes": volume,
             "loads": self.loads,
             "rejected": self.rejected,
             "writes": self.writes,
+            "failed_writes": self.failed_writes,
         }
 
     def close(self) -> None:

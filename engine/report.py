@@ -33,6 +33,9 @@ class RequestReport:
     warmup: bool = False
     warmup_tokens: int = 0
     warmup_ms: float = 0.0
+    # Hex sha256 of the prompt's token ids (BOS included) as little-endian int32: two requests
+    # with the same digest conditioned the model on the same tokens.
+    prompt_digest: str | None = None
 
     def summary(self) -> str:
         phases = " ".join(f"{name}={value:.1f}" for name, value in self.ms.items())

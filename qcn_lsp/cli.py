@@ -266,6 +266,7 @@ def _serve(tcp: tuple[str, int] | None) -> int:
     from qcn_lsp.transport import serve_stdio, serve_tcp
 
     server = create_server()
+    server.audit.install()
     return serve_stdio(server) if tcp is None else serve_tcp(server, *tcp)
 
 

@@ -311,9 +311,14 @@ class Completer:
             self._prompt_settings(),
         )
         prompt = built.prompt
+        self.services.last_context = [path for path, _ in built.repo[1]]
         suggestion = run.suggestion
         # The same key cancels this document's previous generation inside the engine.
-        generation = backend.stream(prompt, params, key=cursor.uri)
+        try:
+            generation = backend.stream(prompt, params, key=cursor.uri)
+        except EngineError as exc:
+            self.services.check_serving()
+            raise RequestFailed(f"qcn-lsp: {exc}") from exc
         run.generation = generation
         run.phase = "reading"
         self.slow_start.reading(generation)
@@ -343,12 +348,15 @@ class Completer:
             # A remote server that died or refused: one message for the user (automatic
             # requests answer nothing), the error for an explicit request.
             generation.cancel()
+            self.services.check_serving()
             self.services.request_failed(exc)
             raise RequestFailed(f"qcn-lsp: {exc}") from exc
         except BaseException:
             # $/cancelRequest or superseded (a newer run, in the completer or inside the
-            # engine): stop the model too.
+            # engine), or shutdown cancelled the generation: stop the model too; during
+            # shutdown the answer says so.
             generation.cancel()
+            self.services.check_serving()
             raise
         finally:
             run.phase = "done"

@@ -10,6 +10,7 @@ patched blindly. The server never writes to disk: the editor applies the Workspa
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,11 +83,17 @@ class OpenDocument:
     version: int | None
 
 
+# `scheme://...`: a URL the model wrote where a path belongs (`file:` ones are read as URIs).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def uri_to_path(uri: str) -> Path:
-    """The local path of a `file:` URI; anything else is refused."""
+    """The local path of a `file:` URI; other schemes and other hosts are refused."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise EditRejected(f"{uri}: only file: URIs can be edited")
+    if parsed.netloc not in ("", "localhost"):
+        raise EditRejected(f"{uri}: a file on another host ({parsed.netloc}); only local files")
     return Path(unquote(parsed.path))
 
 
@@ -109,17 +116,30 @@ class WorkspaceFiles:
         self.snapshots: dict[Path, Snapshot] = {}
 
     def resolve(self, raw_path: str) -> Path:
-        """`raw_path` (relative to the first root, or absolute) as a real path inside a root."""
-        if not raw_path or "\x00" in raw_path:
+        """`raw_path` (relative to the first root, absolute, or a local `file:` URI) as a real
+        path inside a root."""
+        if raw_path.startswith("file:"):
+            candidate = uri_to_path(raw_path)
+        elif _URL.match(raw_path):
+            raise EditRejected(f"{raw_path}: not a file path")
+        else:
+            candidate = Path(raw_path)
+        # NUL, newlines and other control characters: never part of a path meant for an edit.
+        if not raw_path or any(ord(c) < 0x20 for c in str(candidate)):
             raise EditRejected(f"{raw_path!r}: not a valid path")
-        candidate = Path(raw_path)
         if not candidate.is_absolute():
             candidate = self.roots[0] / candidate
         # resolve() follows symlinks, so a link pointing out of the workspace is caught here.
-        resolved = candidate.resolve()
-        if not any(resolved.is_relative_to(root) for root in self.roots):
+        try:
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+            raise EditRejected(f"{raw_path}: cannot be resolved ({exc})") from None
+        if not self.inside(resolved):
             raise EditRejected(f"{raw_path}: outside the workspace folders")
         return resolved
+
+    def inside(self, path: Path) -> bool:
+        return any(path.is_relative_to(root) for root in self.roots)
 
     def display(self, path: Path) -> str:
         for root in self.roots:
@@ -252,6 +272,8 @@ class EditPlan:
 
     edited: dict[Path, tuple[Snapshot, str]] = field(default_factory=dict)
     created: dict[Path, str] = field(default_factory=dict)
+    # Where a file may change, as (start, end) offsets into the text read (region rewrites).
+    regions: dict[Path, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -283,9 +305,12 @@ def plan_changes(files: WorkspaceFiles, changes: Iterable[ProposedChange]) -> Ed
             continue
         if path in plan.edited:
             snapshot, text = plan.edited[path]
-        else:
-            snapshot = files.read(change.path)
+        elif path in files.snapshots:
+            snapshot = files.snapshots[path]
             text = snapshot.text
+        else:
+            # Only what the model read can be patched: old_text must match what it saw.
+            raise EditRejected(f"{name}: not among the files the model was shown")
         plan.edited[path] = (
             snapshot,
             replace_exactly_once(text, change.old_text, change.new_text, name),
@@ -304,18 +329,17 @@ def to_workspace_edit(
     label: str,
     codec: PositionCodec,
 ) -> types.WorkspaceEdit:
-    """One WorkspaceEdit for the plan, in the shape the client supports.
+    """One WorkspaceEdit for the plan, in the shape the client supports (the checks come
+    first, in qcn_lsp.sandbox).
 
     With `documentChanges`: versioned TextDocumentEdits, CreateFile operations and one
     ChangeAnnotation per file marked needsConfirmation (the editor shows a preview) where the
-    client supports annotations. Without:
-    the plain `changes` map, which carries no versions, so every target is re-checked against
-    what the model read and a changed one is refused.
+    client supports annotations. Without: the plain `changes` map, which carries no versions
+    (the sandbox compared every target with what the model read just before). One minimal
+    TextEdit per file: edits of one document never overlap.
     """
     if plan.empty:
         raise EditRejected("the model proposed no change")
-    for snapshot, _ in plan.edited.values():
-        files.check_unchanged(snapshot)
     if plan.created and not support.create_files:
         names = ", ".join(files.display(path) for path in sorted(plan.created))
         raise EditRejected(f"{names}: this editor cannot create files through LSP edits")

@@ -136,5 +136,8 @@ async def rewrite_region(
     run = await start_run(ls, key=f"rewrite:{uri}")
     answer = await run.reply(messages)
     after = apply_region_answer(answer, text, region, name)
-    plan = EditPlan(edited={snapshot.path: (snapshot, after)} if after != text else {})
+    plan = EditPlan(
+        edited={snapshot.path: (snapshot, after)} if after != text else {},
+        regions={snapshot.path: (region.start, region.end)},
+    )
     return workspace_edit_for(ls, files, plan, instruction[:80])

@@ -22,6 +22,7 @@ from lsprotocol import types
 from engine.backend import Backend
 from engine.errors import EngineError
 from engine.report import RequestReport
+from qcn_lsp.cache_health import prepare_cache
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.progress import Progress
 from qcn_lsp.settings import Settings
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "server shutting down"
 
 
 def _backend_inputs(settings: Settings) -> tuple[object, ...]:
@@ -103,13 +106,21 @@ class Services:
         self._index_task: asyncio.Task[None] | None = None
         self._index_state = "not started"
         self._index_listeners: list[Callable[[RepoIndex], None]] = []
+        # Editor events queued for the index (set by features/documents).
+        self.index_backlog: Callable[[], int] = lambda: 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
         self.last_warmup: RequestReport | None = None
+        # The repository files in the last completion's prompt (qcn.status: why that answer?).
+        self.last_context: list[str] = []
         self.last_error: str | None = None
         self._failure_shown = False
         self.started = False
         self._started_event = asyncio.Event()
+        # Set once by begin_shutdown(): requests waiting for a service are answered at once.
+        self.shutting_down = False
+        self._shutdown_event = asyncio.Event()
+        self._closing: asyncio.Task[None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -123,7 +134,7 @@ class Services:
         self._reload_index()
 
     def settings_changed(self, previous: Settings) -> None:
-        if not self.started:
+        if not self.started or self.shutting_down:
             return
         current = self.server.settings
         if _backend_inputs(current) != _backend_inputs(previous):
@@ -131,13 +142,41 @@ class Services:
         if _index_inputs(current) != _index_inputs(previous):
             self._reload_index()
 
-    async def close(self) -> None:
+    def workspace_folders_changed(self) -> None:
+        """Folders were added or removed: index the new set (unchanged files come from the
+        disk cache)."""
+        if self.started and not self.shutting_down:
+            self._reload_index()
+
+    def begin_shutdown(self) -> None:
+        """Stop serving: loads and builds are cancelled, waiting requests answered "server
+        shutting down", and the backend closed in the background (its generations cancelled
+        at the next micro-batch or token, its resume point persisted); see `closed`."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self._shutdown_event.set()
         for task in (self._backend_task, self._index_task):
             if task is not None:
                 task.cancel()
+        self._closing = self._spawn(self._close_backend())
+
+    async def _close_backend(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
             await backend.close()
+
+    async def closed(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the shutdown's backend close; True once it is done."""
+        if self._closing is None:
+            return True
+        done, _ = await asyncio.wait({self._closing}, timeout=timeout)
+        return bool(done)
+
+    def check_serving(self) -> None:
+        """RequestFailed once shutdown has begun: no new model or index work starts."""
+        if self.shutting_down:
+            raise RequestFailed(f"qcn-lsp: {SHUTTING_DOWN}")
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -166,8 +205,9 @@ class Services:
         old, self._backend = self._backend, None
         if old is not None:
             await old.close()
+        state_dir = await self._cache_dir("state")
         try:
-            backend = self._create_backend()
+            backend = self._create_backend(state_dir)
         except RequestFailed as exc:
             self._backend_error = exc.message
             self._show(types.MessageType.Warning, exc.message)
@@ -196,7 +236,18 @@ class Services:
             f" ({info.server})" if info.server else "",
         )
 
-    def _create_backend(self) -> Backend:
+    async def _cache_dir(self, name: str) -> Path | None:
+        """The cache subdirectory `name`, checked (and repaired) off the event loop; None,
+        with a message to the user, when it cannot hold a cache."""
+        directory = Path(self.server.settings.cache.dir) / name
+        usable, note = await asyncio.get_running_loop().run_in_executor(
+            None, prepare_cache, directory
+        )
+        if note is not None:
+            self._show(types.MessageType.Warning, note)
+        return usable
+
+    def _create_backend(self, state_dir: Path | None) -> Backend:
         settings = self.server.settings
         model, engine = settings.model, settings.engine
         if settings.backend.kind == "openai":
@@ -219,11 +270,14 @@ class Services:
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
                 prompt_cache_mb=engine.prompt_cache_mb,
-                state_dir=Path(settings.cache.dir) / "state",
+                state_dir=state_dir,
+                prompt_cache=engine.prompt_cache,
             )
         )
 
     def backend_status(self) -> str:
+        if self.shutting_down:
+            return SHUTTING_DOWN
         if self._backend is not None:
             return "ready"
         if self._backend_error is not None:
@@ -243,6 +297,7 @@ class Services:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._started_event.wait(), timeout)
         while True:
+            self.check_serving()
             if self._backend is not None:
                 return self._backend
             task = self._backend_task
@@ -252,9 +307,18 @@ class Services:
             if on_wait is not None:
                 on_wait()
             # `wait` rather than awaiting the task: a cancelled request must not cancel the load.
-            await asyncio.wait({task}, timeout=remaining)
+            await self._wait_for(task, remaining)
+            self.check_serving()
             if task.done() and task is self._backend_task and self._backend is None:
                 raise RequestFailed(f"qcn-lsp: {self.backend_status()}")
+
+    async def _wait_for(self, task: asyncio.Task[None], timeout: float) -> None:
+        """Until `task` is done, shutdown begins, or `timeout` s have passed."""
+        shutdown = asyncio.ensure_future(self._shutdown_event.wait())
+        try:
+            await asyncio.wait({task, shutdown}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            shutdown.cancel()
 
     def request_failed(self, exc: EngineError) -> None:
         """A request the backend could not serve: the first failure after a success is shown
@@ -273,10 +337,17 @@ class Services:
     # -- index --------------------------------------------------------------------------------
 
     def _reload_index(self) -> None:
+        old, self._index = self._index, None
+        if old is not None:
+            old.close()
+        # The workspace the process must never write to, as of this (re)build.
+        self.server.audit.protect(
+            workspace_roots(self.server.workspace), [Path(self.server.settings.cache.dir)]
+        )
         if self._index_task is not None:
             self._index_task.cancel()
         self._index_error = None
-        self._index = None
+        self._index_state = "indexing"
         self._index_task = self._spawn(self._build_index())
 
     async def _build_index(self) -> None:
@@ -289,9 +360,7 @@ class Services:
 
         settings = self.server.settings
         index = RepoIndex(
-            roots,
-            cache_dir=Path(settings.cache.dir) / "index",
-            ignore=settings.context.ignore,
+            roots, cache_dir=await self._cache_dir("index"), ignore=settings.context.ignore
         )
         self._index_state = "indexing"
         loop = asyncio.get_running_loop()
@@ -323,6 +392,8 @@ class Services:
         self._index_state = (
             f"ready: {stats.files} files, {stats.definitions} definitions in {stats.seconds:.1f} s"
         )
+        if index.cache_error is not None:
+            self._show(types.MessageType.Warning, index.cache_error)
         for listener in self._index_listeners:
             listener(index)
 
@@ -336,7 +407,8 @@ class Services:
         task = self._index_task
         if self._index is None and self._index_error is None and task is not None:
             # `wait` rather than awaiting the task: a cancelled request must not cancel the build.
-            await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+            await self._wait_for(task, max(0.0, deadline - time.monotonic()))
+        self.check_serving()
         return self._index
 
     async def index_ready(self, timeout: float) -> RepoIndex:
@@ -377,12 +449,17 @@ class Services:
             "engine": engine,
             "lastRequest": None if report is None else report_dict(report),
             "lastWarmup": None if warmup is None else report_dict(warmup),
+            "lastContext": list(self.last_context),
             "index": self._index_status(),
             "settings": self.server.settings.values,
         }
 
     def _index_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"state": self._index_state, "error": self._index_error}
+        status: dict[str, Any] = {
+            "state": self._index_state,
+            "error": self._index_error,
+            "pendingUpdates": self.index_backlog(),
+        }
         if self._index is not None:
             with self._index.reading() as graph:
                 files = tuple(graph.files.values())

@@ -215,6 +215,13 @@ class EngineSettings:
         maximum=1048576,
         key="promptCacheMB",
     )
+    prompt_cache: bool = setting(
+        "Reuse the model state of earlier requests (checkpoints, persisted state). `false` "
+        "prefills every prompt from scratch in a fresh state and persists nothing: slow, for "
+        "checking that cached answers are exact (compare `promptDigest` and the text) and for "
+        "bug reports.",
+        True,
+    )
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,12 @@ import errno
 import re
 import socket
 import sys
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from pygls.lsp.server import LanguageServer
+
+if TYPE_CHECKING:
+    from qcn_lsp.server import QcnServer
 
 # An LSP message starts with its header fields (LSP base protocol: Content-Length, Content-Type).
 _HEADER = re.compile(rb"^content-(length|type)\s*:", re.IGNORECASE)
@@ -43,23 +46,27 @@ class LspInput:
         return self._stream.read(size)
 
 
-def serve_stdio(server: LanguageServer) -> int:
+def serve_stdio(server: QcnServer) -> int:
     if sys.stdin.isatty():
         say(
             "serving LSP on stdin/stdout, which is how editors start it (editors/README.md); "
             "Ctrl-D ends it, `qcn-lsp --help` lists the other commands"
         )
     stdin = LspInput(sys.stdin.buffer)
-    server.start_io(stdin=cast(BinaryIO, stdin))
-    if stdin.rejected is None:
-        return 0
-    got = stdin.rejected.decode("utf-8", "replace").strip()
-    say(
-        f"this is a language server: it speaks LSP (JSON-RPC with Content-Length headers) on "
-        f"stdin/stdout and is started by an editor (editors/README.md), but it read {got[:60]!r}; "
-        "`qcn-lsp --help` lists the other commands"
-    )
-    return 2
+
+    def ended() -> int | None:
+        if stdin.rejected is None:
+            return None
+        got = stdin.rejected.decode("utf-8", "replace").strip()
+        say(
+            f"this is a language server: it speaks LSP (JSON-RPC with Content-Length headers) "
+            f"on stdin/stdout and is started by an editor (editors/README.md), but it read "
+            f"{got[:60]!r}; `qcn-lsp --help` lists the other commands"
+        )
+        return 2
+
+    server.start_io(stdin=cast(BinaryIO, stdin), ended=ended)  # ends the process
+    return 0
 
 
 def _listen_problem(host: str, port: int, error: OSError) -> str:

@@ -25,6 +25,7 @@ def report_dict(report: RequestReport) -> dict[str, Any]:
     """A RequestReport in the camelCase shape of qcn.status and qcn/completionProgress."""
     return {
         "promptTokens": report.prompt_tokens,
+        "promptDigest": report.prompt_digest,
         "reusedTokens": report.reused_tokens,
         "prefilledTokens": report.prefilled_tokens,
         "restoreKind": report.restore_kind,

@@ -1,4 +1,4 @@
-"""The editor's workspace as qcn-lsp sees it: folder roots, files for the model, checked edits
+"""The editor's workspace as qcn-lsp sees it: folder roots, files for the model, sandboxed edits
 and how they are sent to the editor."""
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import Workspace
 
-from qcn_lsp.edits import (
-    EditPlan,
-    EditSupport,
-    OpenDocument,
-    WorkspaceFiles,
-    check_syntax,
-    to_workspace_edit,
-)
+from qcn_lsp.edits import EditPlan, EditSupport, OpenDocument, WorkspaceFiles
+from qcn_lsp.sandbox import sandboxed_edit
 from qcn_lsp.wire import LSP_CONVERTER
 
 
@@ -52,9 +46,8 @@ def workspace_files(ls: LanguageServer, single_file: Path | None = None) -> Work
 def workspace_edit_for(
     ls: LanguageServer, files: WorkspaceFiles, plan: EditPlan, label: str
 ) -> types.WorkspaceEdit:
-    """The plan as a WorkspaceEdit in the client's shape, refused if it breaks the syntax."""
-    check_syntax(plan, files)
-    return to_workspace_edit(
+    """The plan as a WorkspaceEdit in the client's shape, once the sandbox's checks hold."""
+    return sandboxed_edit(
         files,
         plan,
         support=EditSupport.of(ls.client_capabilities),

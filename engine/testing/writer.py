@@ -179,13 +179,16 @@ def _add_tensors(
         matrix(f"{blk}.ffn_down_shexp.weight", n_embd, n_ff_shared)
 
 
-def write_test_model(path: str | Path, preset: PresetName = "tiny", seed: int = 0) -> Path:
-    """Write a random-weight qwen3next GGUF to `path` (replaced atomically) and return it."""
-    if preset not in PRESETS:
+def write_test_model(
+    path: str | Path, preset: PresetName | ModelPreset = "tiny", seed: int = 0
+) -> Path:
+    """Write a random-weight qwen3next GGUF to `path` (replaced atomically) and return it;
+    `preset` names one of PRESETS, or gives the sizes (tests of unusual geometries)."""
+    if isinstance(preset, str) and preset not in PRESETS:
         raise ValueError(f"unknown test model preset {preset!r} (known: {', '.join(PRESETS)})")
     if seed < 0:
         raise ValueError(f"test model seed must be >= 0, got {seed}")
-    config = PRESETS[preset]
+    config = preset if isinstance(preset, ModelPreset) else PRESETS[preset]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")

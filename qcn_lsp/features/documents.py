@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WATCHER_REGISTRATION_ID = "qcn-lsp/watched-files"
+# Pause in a document's updates after which a parse that met syntax errors is redone afresh.
+VERIFY_AFTER_S = 0.3
 ALL_FILES = types.FileOperationRegistrationOptions(
     filters=[
         types.FileOperationFilter(pattern=types.FileOperationPattern(glob="**/*"), scheme="file")
@@ -55,7 +57,15 @@ class DocumentIndexer:
         self._touched: set[str] = set()
         # Whether an open document's path is indexable (worker thread only).
         self._accepted: dict[str, bool] = {}
+        # Jobs submitted and not finished: qcn.status shows it (is the index caught up?).
+        self._backlog = 0
+        self._verify_timers: dict[str, threading.Timer] = {}
         services.on_index_ready(self._index_ready)
+        services.index_backlog = self.backlog
+
+    def backlog(self) -> int:
+        with self._lock:
+            return self._backlog
 
     # -- event loop side ----------------------------------------------------------------------
 
@@ -125,16 +135,20 @@ class DocumentIndexer:
             return self._pending.pop(path, None)
 
     def _submit(self, job: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            self._backlog += 1
         self._executor.submit(self._guarded, job, *args)
 
-    @staticmethod
-    def _guarded(job: Callable[..., None], *args: Any) -> None:
+    def _guarded(self, job: Callable[..., None], *args: Any) -> None:
         # A failed update must not stop the worker or reach the editor as an error: the index
         # is an aid to completions, which work without it.
         try:
             job(*args)
         except Exception:
             logger.exception("index update failed: %s%s", job.__name__, args[:1])
+        finally:
+            with self._lock:
+                self._backlog -= 1
 
     # -- worker thread ------------------------------------------------------------------------
 
@@ -162,6 +176,34 @@ class DocumentIndexer:
         index = self.services.index_if_ready()
         if index is not None:
             self._update(index, path, text)
+            if index.needs_verify(path):
+                self._verify_later(path)
+
+    def _verify_later(self, path: str) -> None:
+        """A parse met syntax errors: parse afresh once the typing pauses (RepoIndex.
+        verify_document), not on every keystroke."""
+        timer = threading.Timer(VERIFY_AFTER_S, lambda: self._submit(self._verify, path, timer))
+        timer.daemon = True
+        with self._lock:
+            previous = self._verify_timers.pop(path, None)
+            self._verify_timers[path] = timer
+            if previous is None:
+                self._backlog += 1  # a scheduled verification is work not done yet
+        if previous is not None:
+            previous.cancel()
+        timer.start()
+
+    def _verify(self, path: str, timer: threading.Timer) -> None:
+        with self._lock:
+            if self._verify_timers.get(path) is not timer:
+                return  # superseded by a later keystroke's verification
+            del self._verify_timers[path]
+            self._backlog -= 1
+            if path in self._pending:
+                return  # newer text is queued: its update schedules the next verification
+        index = self.services.index_if_ready()
+        if index is not None:
+            index.verify_document(path)
 
     def _save(self, path: str, text: str | None) -> None:
         index = self.services.index_if_ready()
@@ -287,6 +329,13 @@ def register(server: QcnServer) -> None:
     def did_rename_files(ls: QcnServer, params: types.RenameFilesParams) -> None:
         for renamed in params.files:
             indexer.renamed(renamed.old_uri, renamed.new_uri)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def did_change_workspace_folders(
+        ls: QcnServer, params: types.DidChangeWorkspaceFoldersParams
+    ) -> None:
+        # pygls has updated ls.workspace's folders: the index is rebuilt over the new set.
+        ls.services.workspace_folders_changed()
 
     # File-system events are asked for once the client is initialized: the first moment a
     # dynamic registration may be sent.

@@ -17,6 +17,7 @@ import pytest
 from lsprotocol import types
 
 from qcn_lsp.edits import EditSupport, OpenDocument
+from tests.editors.quit import eglot_quit
 from tests.editors.tools import (
     EDITORS_DIR,
     SOURCE,
@@ -34,6 +35,7 @@ DRIVERS = EDITORS_DIR / "emacs"
 # (1-based line, column) where completion-at-point is asked; the first one cold.
 SPOTS = [[3, 14], [2, 14], [1, 15], [3, 4]]
 FAST = {"completion": {"maxTokens": 24}, "edits": {"maxTokens": 32}}
+QUIT_SETTINGS = {"completion": {"maxTokens": 8}, "model": {"contextLength": 8192}}
 EGLOT_SUPPORT = EditSupport.of(
     types.ClientCapabilities(
         workspace=types.WorkspaceClientCapabilities(
@@ -228,3 +230,17 @@ def test_missing_server_says_what_to_install(emacs: str, tmp_path: Path) -> None
     assert "pipx install" in message and "qcn-lsp-program" in message
     assert "not managing this buffer" in report["status_error"]
     assert not report["managed"]
+
+
+def test_eglot_shutdown_while_the_server_prefills(
+    emacs: str, tmp_path: Path, tiny_model: Path
+) -> None:
+    """eglot-shutdown with a completion in flight: the reply comes within eglot's 1.5 s, the
+    completion is answered (its result, or "server shutting down"), the server ends."""
+    report = eglot_quit(
+        emacs, tmp_path, tiny_model, functions=400, delay_ms=50, settings=QUIT_SETTINGS
+    )
+    assert "shutdown_error" not in report, report
+    assert report["completion"] in ("result", "qcn-lsp: server shutting down"), report
+    assert report["server_gone"] and not report["server_alive_after_shutdown"], report
+    print(f"eglot-shutdown with a prefill in flight: {report['shutdown_seconds']:.2f} s")

@@ -15,6 +15,7 @@ import pytest
 from lsprotocol import types
 
 from qcn_lsp.edits import EditSupport, syntax_error_count
+from tests.editors.quit import neovim_quit
 from tests.editors.tools import (
     EDITORS_DIR,
     SERVER,
@@ -64,6 +65,7 @@ GHOST_SPOTS = [
 ]
 # Short answers keep the random-weight model quick.
 FAST = {"completion": {"maxTokens": 24}, "edits": {"maxTokens": 32}}
+QUIT_SETTINGS = {"completion": {"maxTokens": 8}, "model": {"contextLength": 8192}}
 NEOVIM_SUPPORT = EditSupport.of(
     types.ClientCapabilities(
         workspace=types.WorkspaceClientCapabilities(
@@ -279,3 +281,19 @@ def test_neovim_missing_server_says_what_to_install(
     assert "not running" in status[0]["message"]
     assert report["errmsg"] == "" and report["clients"] == 0
     assert SERVER.name == "qcn-lsp"
+
+
+def test_neovim_quits_while_the_server_prefills(
+    nvim: str, tmp_path: Path, tiny_model: Path
+) -> None:
+    """`:qall!` with a completion in flight: Neovim sends shutdown and exit, the server ends.
+    bench/shutdown.py times this on a larger model."""
+    server_command()
+    report = neovim_quit(
+        nvim, tmp_path, tiny_model, functions=400, delay_ms=50, settings=QUIT_SETTINGS
+    )
+    assert report["server_gone"], report
+    print(
+        f"neovim quit with a prefill in flight: {report['quit_seconds']:.2f} s; the completion "
+        f"got {report.get('completion_error')!r}"
+    )

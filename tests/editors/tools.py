@@ -96,6 +96,8 @@ def sample_edit(
     """JSON of the WorkspaceEdit the server builds for a client with `support` from edits
     turning SOURCE into SOURCE_EDITED (calc.py) and USE into USE_EDITED (use.py)."""
     files = WorkspaceFiles([project], open_document)
+    for shown in ("calc.py", "use.py"):
+        files.read(shown)
     plan = plan_changes(
         files,
         [
@@ -112,3 +114,29 @@ def sample_edit(
         codec=PositionCodec(types.PositionEncodingKind.Utf16),
     )
     return json.dumps(get_converter().unstructure(edit))
+
+
+def quitting_project(root: Path, functions: int) -> tuple[Path, int]:
+    """A project whose one file takes a while to prefill; (the file, a line to complete at)."""
+    root.mkdir()
+    (root / ".git").mkdir()
+    path = root / "steps.py"
+    path.write_text(
+        "".join(f"def step_{n}(value):\n    return value * {n} + 1\n\n\n" for n in range(functions))
+    )
+    return path, 4 * functions - 1
+
+
+def process_gone(pid: int, within_s: float) -> bool:
+    """Whether process `pid` has ended (or is a zombie) within `within_s` seconds."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                if stat.read().rpartition(b")")[2].split()[0] == b"Z":
+                    return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        time.sleep(0.05)
+    return False

@@ -228,16 +228,27 @@ async def once_indexed(call: Callable[[], Awaitable[ResultT]], tries: int = 120)
 class RawLspProcess:
     """A bare JSON-RPC stdio peer, for sending what no well-behaved client library would."""
 
-    def __init__(self, *args: str, stderr: int = subprocess.DEVNULL) -> None:
+    def __init__(
+        self,
+        *args: str,
+        stderr: int = subprocess.DEVNULL,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        log = ["--log-level", "INFO", "--log-file", str(log_file)] if log_file else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcn_lsp", *(args or ("--log-level", "WARNING"))],
+            [sys.executable, "-m", "qcn_lsp", *(args or ("--log-level", "WARNING")), *log],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env=server_env(),
+            env=server_env(**(env or {})),
+            preexec_fn=preexec_fn,
         )
-        self._next_id = 0
+        # Notifications from the server, in order (window/showMessage, progress, ...).
         self.notifications: list[dict[str, Any]] = []
+        self._next_id = 0
+        self.responses: dict[Any, dict[str, Any]] = {}
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps({"jsonrpc": "2.0", **message}).encode()
@@ -257,14 +268,19 @@ class RawLspProcess:
     def request(self, method: str, params: Any) -> dict[str, Any]:
         """Send a request and return its response; notifications meanwhile are kept in
         `notifications`, server requests skipped."""
+        return self.response(self.send_request(method, params))
+
+    def send_request(self, method: str, params: Any) -> int:
+        """Send a request without waiting; returns its id."""
         self._next_id += 1
         self.send({"id": self._next_id, "method": method, "params": params})
-        while True:
-            message = self.read()
-            if message.get("id") == self._next_id and "method" not in message:
-                return message
-            if "method" in message and "id" not in message:
-                self.notifications.append(message)
+        return self._next_id
+
+    def response(self, request_id: int) -> dict[str, Any]:
+        """The response to `request_id`; responses to other requests read meanwhile are kept."""
+        while request_id not in self.responses:
+            self._keep(self.read())
+        return self.responses.pop(request_id)
 
     def notification(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """The first notification (seen or next) for which `predicate` holds."""
@@ -272,9 +288,13 @@ class RawLspProcess:
             for message in self.notifications:
                 if predicate(message):
                     return message
-            message = self.read()
-            if "method" in message and "id" not in message:
-                self.notifications.append(message)
+            self._keep(self.read())
+
+    def _keep(self, message: dict[str, Any]) -> None:
+        if "id" in message and "method" not in message:
+            self.responses[message["id"]] = message
+        elif "method" in message and "id" not in message:
+            self.notifications.append(message)
 
     def initialize(self, initialization_options: Any = None, **params: Any) -> dict[str, Any]:
         """`params`: further InitializeParams fields (e.g. rootUri)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from qcn_lsp.edits import (
     to_workspace_edit,
     uri_to_path,
 )
+from qcn_lsp.sandbox import sandboxed_edit
 
 UTF16 = PositionCodec(types.PositionEncodingKind.Utf16)
 FULL_SUPPORT = EditSupport(document_changes=True, create_files=True, annotations=True)
@@ -34,13 +36,19 @@ def project(add_project: Path) -> Path:
 
 
 def files_for(root: Path, open_docs: dict[Path, OpenDocument] | None = None) -> WorkspaceFiles:
+    """The workspace's files, every text file under `root` shown to the model."""
     docs = open_docs or {}
-    return WorkspaceFiles([root], lambda path: docs.get(path))
+    files = WorkspaceFiles([root], lambda path: docs.get(path))
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with contextlib.suppress(EditRejected):
+                files.read(str(path))
+    return files
 
 
 def edit_for(files: WorkspaceFiles, changes: list, *, document_changes: bool = True):
     plan = plan_changes(files, changes)
-    return to_workspace_edit(
+    return sandboxed_edit(
         files,
         plan,
         support=FULL_SUPPORT if document_changes else CHANGES_ONLY,
@@ -132,7 +140,7 @@ def test_changes_shape_refuses_stale_open_documents(project: Path) -> None:
     plan = plan_changes(files, [FileEdit("pkg/a.py", "a + b", "b + a")])
     open_docs[a_path] = OpenDocument("def add(a, b):\n    return a + b  # typed\n", 2)
     with pytest.raises(EditRejected, match=r"pkg/a.py: changed since the model read it"):
-        to_workspace_edit(files, plan, support=CHANGES_ONLY, label="x", codec=UTF16)
+        sandboxed_edit(files, plan, support=CHANGES_ONLY, label="x", codec=UTF16)
 
 
 def test_unopened_file_changed_on_disk_is_refused(project: Path) -> None:
@@ -140,7 +148,7 @@ def test_unopened_file_changed_on_disk_is_refused(project: Path) -> None:
     plan = plan_changes(files, [FileEdit("pkg/b.py", "print(add(1, 2))", "print(add(2, 1))")])
     (project / "pkg" / "b.py").write_text("from pkg.a import add\n\nprint(add(3, 4))\n")
     with pytest.raises(EditRejected, match=r"pkg/b.py: changed since the model read it"):
-        to_workspace_edit(files, plan, support=FULL_SUPPORT, label="x", codec=UTF16)
+        sandboxed_edit(files, plan, support=FULL_SUPPORT, label="x", codec=UTF16)
 
 
 def test_changes_shape_has_no_versions_and_cannot_create(project: Path) -> None:
@@ -173,9 +181,9 @@ def test_binary_and_missing_files_are_refused(project: Path) -> None:
     (project / "blob.bin").write_bytes(b"\x00\x01abc")
     files = files_for(project)
     with pytest.raises(EditRejected, match=r"blob.bin: binary file"):
-        plan_changes(files, [FileEdit("blob.bin", "abc", "x")])
+        files.read("blob.bin")
     with pytest.raises(EditRejected, match=r"nope.py: no such file"):
-        plan_changes(files, [FileEdit("nope.py", "abc", "x")])
+        files.read("nope.py")
 
 
 def test_edit_that_breaks_the_syntax_is_refused(project: Path) -> None:

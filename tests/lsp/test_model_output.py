@@ -90,7 +90,8 @@ def built_index(root: Path) -> RepoIndex:
 async def converse(root: Path, answers: Sequence[str], max_rounds: int = 4):
     backend = ScriptedBackend(answers)
     files = WorkspaceFiles([root], lambda path: None)
-    messages = file_prompt("rename add to plus", "pkg/a.py", "def add(a, b): ...")
+    # As qcn.editFiles does: the target file is read (and shown) before the model is asked.
+    messages = file_prompt("rename add to plus", "pkg/a.py", files.read("pkg/a.py").text)
     index = built_index(root)
     changes = await propose_changes(
         run_for(backend), files, messages, index=index, max_rounds=max_rounds

@@ -101,6 +101,11 @@ async def test_inline_and_popup_completions_stream_from_the_server(
             )
         )
         assert isinstance(popup, types.CompletionList)
+        # Only the configured server is contacted (the process audit records every lookup
+        # and connection).
+        network = (await status(client))["audit"]["network"]
+        host, port = server.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
+        assert network and all(host in entry and port in entry for entry in network), network
 
 
 async def test_cancel_request_closes_the_servers_stream(
