@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:
 from bench.models import bench_model  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.formats import (  # noqa: E402
+    CHUNK_CHARS,
     DEFAULT_SUFFIX_CHARS,
-    LOCAL_WINDOW_CHARS,
     fim_prompt,
     repo_context_text,
 )
@@ -83,7 +83,7 @@ def repo_context(
 
 def keystroke_prompts(files: RepoFiles, args: argparse.Namespace) -> list[Prompt]:
     """The prompts the language server builds (engine.formats.fim_prompt, by default with the
-    window and suffix sizes the server uses) for each state of the typing trace."""
+    chunk and suffix sizes the server uses) for each state of the typing trace."""
     text = CURRENT_FILE.read_text()
     lines = text.splitlines(keepends=True)
     cursor = sum(len(line) for line in lines[: int(len(lines) * args.cursor_at)])  # a line start
@@ -95,7 +95,7 @@ def keystroke_prompts(files: RepoFiles, args: argparse.Namespace) -> list[Prompt
             f"Lib/{CURRENT_FILE.name}",
             text[:cursor],
             text[cursor:],
-            local_window_chars=args.local_chars,
+            chunk_chars=args.chunk_chars,
             suffix_chars=args.suffix_chars,
         )
 
@@ -265,7 +265,7 @@ def run_child(
         "--keystrokes": keystrokes,
         "--cursor-at": cursor_at,
         "--interval": args.interval,
-        "--local-chars": args.local_chars,
+        "--chunk-chars": args.chunk_chars,
         "--suffix-chars": args.suffix_chars,
     }
     if state_dir:
@@ -332,7 +332,7 @@ def main() -> None:
     parser.add_argument("--keystrokes", type=int, default=len(TRACE), help=argparse.SUPPRESS)
     parser.add_argument("--cursor-at", type=float, default=0.5, help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=int, default=256)
-    parser.add_argument("--local-chars", type=int, default=LOCAL_WINDOW_CHARS)
+    parser.add_argument("--chunk-chars", type=int, default=CHUNK_CHARS)
     parser.add_argument("--suffix-chars", type=int, default=DEFAULT_SUFFIX_CHARS)
     parser.add_argument("--no-stock", action="store_true")
     parser.add_argument(

@@ -4,7 +4,9 @@ The assembled context becomes the ``REPO`` segment of the prompt, the most expen
 prefill: when it changes, everything after it is read again. So a selection, once ranked, stays
 while it still serves the cursor, and is re-ranked only
 
-- at natural points: a change of focus file or budget, a save, or ``idle()``;
+- at natural points: a change of budget, a save, ``idle()``, or a focus file whose last
+  selection no longer serves (the last selection of each focus file is remembered, so going
+  back to a file brings its context back, and with it the prompt's cached state);
 - when the cursor needs what it does not hold: the definitions that a ranking would pin for the
   identifiers near the cursor are missing, weighted by closeness as the ranking weighs them
   (1 for the nearest identifier, 1/2 for the next...), by ``rerank_gain`` or more in all. The
@@ -41,6 +43,7 @@ _MAX_CANDIDATES = 300
 # counting the remaining low-ranked files took most of an assembly on a large repository.
 _MAX_MISSES = 24
 _MAX_SPOT_FILES = 32
+_MAX_FOCUS_FILES = 16  # focus files whose last selection is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,8 @@ class ContextAssembler:
         self.whole_file_share = whole_file_share
         self._last: RepoContext | None = None
         self._ranking: _Ranking | None = None
+        # The last selection of each focus file, most recent last.
+        self._by_focus: OrderedDict[str, tuple[_Ranking, RepoContext]] = OrderedDict()
         self._spots: OrderedDict[str, CursorSpots] = OrderedDict()
         # The latest assembly's focus key, text and budget, for idle().
         self._latest: tuple[str, str, int] | None = None
@@ -134,6 +139,7 @@ class ContextAssembler:
         self._spots.move_to_end(key)
         spots.visit(line, col)
         self._latest = (key, text, budget_tokens)
+        self._recall(key)
         with self.index.reading() as graph:
             if self._last is not None and self._serves(graph, key, text, line, col, budget_tokens):
                 return self._last
@@ -147,6 +153,14 @@ class ContextAssembler:
         key, text, budget = self._latest
         with self.index.reading() as graph:
             return self._rank(graph, key, text, budget, self._spots[key])
+
+    def _recall(self, focus: str) -> None:
+        """Make the focus file's last selection the current one (if it has one)."""
+        if self._ranking is not None and self._ranking.focus == focus:
+            return
+        recalled = self._by_focus.get(focus)
+        if recalled is not None:
+            self._ranking, self._last = recalled
 
     def _serves(
         self, graph: SymbolGraph, focus: str, text: str, line: int, col: int, budget: int
@@ -180,10 +194,13 @@ class ContextAssembler:
         saves = self.index.saves
         files, tokens, settled, sources = self._select(graph, focus, text, budget, spots.weighted())
         self._ranking = _Ranking(focus, budget, saves, settled, sources)
-        if self._last is not None and self._last.files == files:
-            return self._last
-        self._epoch += 1
-        self._last = RepoContext(self._epoch, self.index.repo_name, files, tokens)
+        if self._last is None or self._last.files != files:
+            self._epoch += 1
+            self._last = RepoContext(self._epoch, self.index.repo_name, files, tokens)
+        self._by_focus[focus] = (self._ranking, self._last)
+        self._by_focus.move_to_end(focus)
+        while len(self._by_focus) > _MAX_FOCUS_FILES:
+            self._by_focus.popitem(last=False)
         return self._last
 
     def _select(

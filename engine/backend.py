@@ -64,9 +64,10 @@ class Backend(Protocol):
     ) -> Generation: ...
 
     def warm(self, prompt: Prompt, *, key: str | None = None) -> Generation:
-        """Prefill without generating, lowest priority, preempted by a later stream/warm,
-        what was prefilled stays cached. The Completer decides when to call it; the
-        returned generation yields no text and ends when the prefill is done or preempted."""
+        """Prefill `prompt` without generating, at the lowest priority: a later `stream` or
+        `warm` preempts it between micro-batches, and what was prefilled stays live for the
+        requests that share the prefix. The generation yields no text; its report (with
+        `warmup` set) says what was done."""
         ...
 
     def count_tokens(self, text: str) -> int: ...

@@ -1,11 +1,13 @@
-"""Where to snapshot the recurrent state, and the bounded in-memory store of snapshots.
+"""Where to snapshot the recurrent state, and the bounded in-memory stores of snapshots.
 
 A *partial* checkpoint at position p holds only the recurrent half of the state after tokens
 [0, p) (LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY). It can be restored only while the live attention KV
 still holds those same tokens [0, p): the cache keeps that invariant by dropping partial
 checkpoints past the point where the live tokens change (`keep_prefix`). A *full* checkpoint
 holds attention KV + recurrent state and is valid for any live state whose prompt starts with
-the same tokens; it is matched by a hash of its token prefix.
+the same tokens; it is matched by a hash of its token prefix. A lane keeps its partial
+checkpoints in one `CheckpointCache` and its full ones (the prompt cache: prompts it left, the
+repository context) in another, each under its own byte budget.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ CheckpointKind = Literal["partial", "full"]
 # Elsewhere (system prompt, repository context, the text after the cursor) only the segment
 # boundaries are kept, since an edit inside them is rare or invalidates everything after it.
 DENSE_KINDS = frozenset({SegmentKind.FILE_PREFIX, SegmentKind.LOCAL})
+# In the cursor's line, also this many tokens before the cursor: typing changes the last
+# pre-token (the word being typed), so the next keystroke resumes there, not at the line start.
+LINE_BACKOFF = 4
 
 
 def prefix_digest(tokens: Sequence[int], n: int) -> bytes:
@@ -36,12 +41,16 @@ def prefix_digest(tokens: Sequence[int], n: int) -> bytes:
 
 
 # Eviction priority (lower goes first). Boundaries after the stable segments are shared by
-# nearly every request; checkpoints aligned on the interval grid survive edits after them;
-# the other boundaries (around the cursor) move with every keystroke and go stale first.
+# nearly every request; the start of the cursor's line is where the next keystroke at a spot
+# resumes, so the line starts of the spots visited lately come next (`MAX_SPOTS` of them, LRU;
+# older ones fall back to the grid); checkpoints on the interval grid and at chunk ends survive
+# edits after them; the cursor end moves with every keystroke and goes stale first.
 PRIORITY_CURSOR = 0
 PRIORITY_GRID = 1
-PRIORITY_STABLE = 2
+PRIORITY_SPOT = 2
+PRIORITY_STABLE = 3
 STABLE_KINDS = frozenset({SegmentKind.SYSTEM, SegmentKind.REPO})
+MAX_SPOTS = 8
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,12 @@ class PlannedCheckpoint:
     @property
     def priority(self) -> int:
         if not self.boundary:
-            return PRIORITY_GRID
-        return PRIORITY_STABLE if self.kind in STABLE_KINDS else PRIORITY_CURSOR
+            return PRIORITY_CURSOR if self.kind >= SegmentKind.LINE else PRIORITY_GRID
+        if self.kind in STABLE_KINDS:
+            return PRIORITY_STABLE
+        if self.kind == SegmentKind.LOCAL:
+            return PRIORITY_SPOT  # the start of the cursor's line
+        return PRIORITY_CURSOR if self.kind >= SegmentKind.LINE else PRIORITY_GRID
 
 
 def plan_checkpoints(
@@ -67,7 +80,8 @@ def plan_checkpoints(
     """Positions at which to snapshot the state while prefilling this prompt.
 
     Boundaries between segments always; inside DENSE_KINDS segments every `interval` tokens,
-    aligned on the segment start so that an edit keeps every checkpoint before it. Positions
+    aligned on the segment start so that an edit keeps every checkpoint before it; in a LINE
+    segment, `LINE_BACKOFF` tokens before its end. Positions
     lie in [1, total - 1] (a restore must leave at least one token to decode for logits), plus
     `total` itself when `at_end` (for prompts that later grow by appending, e.g. chat).
     `prefix_tokens` counts tokens before the first segment (a BOS).
@@ -80,6 +94,8 @@ def plan_checkpoints(
         if kind in DENSE_KINDS and interval > 0:
             for pos in range(start + interval, end, interval):
                 planned[pos] = PlannedCheckpoint(pos, False, kind)
+        if kind == SegmentKind.LINE and length > LINE_BACKOFF + 1:
+            planned[end - LINE_BACKOFF] = PlannedCheckpoint(end - LINE_BACKOFF, False, kind)
         if length > 0:
             planned[end] = PlannedCheckpoint(end, True, kind)
         start = end
@@ -98,6 +114,7 @@ class Checkpoint:
     priority: int
     digest: bytes | None = None  # prefix identity; required for full checkpoints
     last_used: int = field(default_factory=lambda: next(_ticks))
+    spot: bool = False  # a spot's line start kept at PRIORITY_GRID for now (see MAX_SPOTS)
 
     @property
     def nbytes(self) -> int:
@@ -111,12 +128,14 @@ class CheckpointCache:
     """Snapshots of one llama context, within `budget_bytes`.
 
     Eviction is LRU within priority tiers (see PRIORITY_*): checkpoints around the cursor go
-    first, the boundaries after the repository context last. A snapshot larger than the whole
-    budget is never stored.
+    first, the boundaries after the repository context last; beyond `max_spots` checkpoints of
+    PRIORITY_SPOT, the least recently used one drops to PRIORITY_GRID. A snapshot larger than
+    the whole budget is never stored.
     """
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, *, max_spots: int = MAX_SPOTS) -> None:
         self.budget_bytes = budget_bytes
+        self.max_spots = max_spots
         self._partial: dict[int, Checkpoint] = {}
         self._full: list[Checkpoint] = []
         self.bytes_used = 0
@@ -169,12 +188,29 @@ class CheckpointCache:
             self._full.append(checkpoint)
         self.bytes_used += checkpoint.nbytes
         self.peak_bytes = max(self.peak_bytes, self.bytes_used)
+        self._cap_spots()
         return True
+
+    def used(self, checkpoint: Checkpoint) -> None:
+        """A restore used `checkpoint`: most recently used, and a spot again if it was one."""
+        checkpoint.touch()
+        self.hits += 1
+        if checkpoint.spot:
+            checkpoint.priority, checkpoint.spot = PRIORITY_SPOT, False
+            self._cap_spots()
+
+    def _cap_spots(self) -> None:
+        spots = [c for c in self._all() if c.priority == PRIORITY_SPOT]
+        for old in sorted(spots, key=lambda c: c.last_used)[: len(spots) - self.max_spots]:
+            old.priority, old.spot = PRIORITY_GRID, True
 
     def best_partial(self, max_pos: int) -> Checkpoint | None:
         """The partial checkpoint nearest below or at `max_pos` (all are valid by invariant)."""
         candidates = [pos for pos in self._partial if pos <= max_pos]
         return self._partial[max(candidates)] if candidates else None
+
+    def has_full(self, digest: bytes, pos: int) -> bool:
+        return any(c.pos == pos and c.digest == digest for c in self._full)
 
     def best_full(self, tokens: Sequence[int], max_pos: int, min_pos: int) -> Checkpoint | None:
         """The furthest full checkpoint in (min_pos, max_pos] whose prefix equals tokens'."""

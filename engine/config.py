@@ -27,15 +27,19 @@ class EngineConfig:
     mlock: bool = False
     checkpoint_interval: int = 256
     checkpoint_memory_mb: float = 1024
+    # Full snapshots of prompts the interactive lane left (another file, another repository
+    # context) and of the repository context: going back restores one instead of re-reading.
+    prompt_cache_mb: float = 4096
     prefill_chunk: int = 256  # tokens per micro-batch: cancellation granularity during prefill
     background_n_ctx: int | None = None  # None: min(n_ctx, 32768)
     # None: a quarter of checkpoint_memory_mb, which then bounds both lanes together
     background_checkpoint_memory_mb: float | None = None
+    background_prompt_cache_mb: float | None = None  # None: a quarter of the main prompt cache
     state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
     persist_min_tokens: int = 1024
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
     state_cache_bytes: int = 16 << 30
-    token_memo_entries: int = 64
+    token_memo_entries: int = 4096  # segments: a long file is many chunks
     # False: every request prefills its whole prompt in a cleared state; no checkpoint is
     # taken or restored and nothing is persisted (exactness checks, bug reports).
     prompt_cache: bool = True
@@ -65,6 +69,7 @@ class LaneConfig:
     n_threads: int
     checkpoint_interval: int
     checkpoint_budget_bytes: int
+    prompt_cache_bytes: int
     persist_min_tokens: int
     persist_partials: int
     checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
@@ -86,6 +91,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
     else:
         background_budget = int(config.background_checkpoint_memory_mb * (1 << 20))
     kv_cache = config.kv_cache  # checked before any model is loaded
+    prompt_cache = int(config.prompt_cache_mb * (1 << 20))
     interactive = LaneConfig(
         name="interactive",
         n_ctx=n_ctx,
@@ -93,6 +99,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         n_threads=config.n_threads or max(1, len(os.sched_getaffinity(0))),
         checkpoint_interval=config.checkpoint_interval,
         checkpoint_budget_bytes=budget,
+        prompt_cache_bytes=prompt_cache,
         persist_min_tokens=config.persist_min_tokens,
         persist_partials=config.persist_partials,
         checkpoint_at_end=False,
@@ -104,6 +111,11 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         name="background",
         n_ctx=config.background_n_ctx or min(n_ctx, 32768),
         checkpoint_budget_bytes=background_budget,
+        prompt_cache_bytes=(
+            int(config.background_prompt_cache_mb * (1 << 20))
+            if config.background_prompt_cache_mb is not None
+            else prompt_cache // 4
+        ),
         checkpoint_at_end=True,  # chat turns grow by appending after the reply
     )
     return interactive, background

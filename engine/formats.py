@@ -3,9 +3,10 @@
 Both render to a `Prompt` whose segments are ordered by stability, so the checkpoint cache
 keeps everything up to the first segment that changed:
 
-- FIM: repository context (REPO) -> the current file up to a local window (FILE_PREFIX) ->
-  the window up to the cursor (LOCAL) -> `<|fim_suffix|>` + the text after the cursor +
-  `<|fim_middle|>` (TAIL). A keystroke changes LOCAL and TAIL only.
+- FIM: repository context (REPO) -> the current file in chunks cut on a grid of its own offsets
+  (FILE_PREFIX) -> the cursor's chunk up to the cursor's line (LOCAL) -> the line up to the
+  cursor (LINE) -> `<|fim_suffix|>` + the text after the cursor + `<|fim_middle|>` (TAIL). A
+  keystroke changes LINE and TAIL only; moving to another line changes LOCAL too.
 - Chat: system prompt and tool descriptions (SYSTEM) -> the conversation (FILE_PREFIX, which
   only grows by appends during a tool loop) -> the assistant header (TAIL).
 
@@ -16,6 +17,7 @@ none). Both produce the `qwen3_coder` XML tool-call format that `engine.toolcall
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,27 +49,59 @@ FIM_STOPS: tuple[str, ...] = (
 )
 
 # The defaults the language server uses (one source of truth for the completer, its settings
-# and the benchmarks). LOCAL_WINDOW_CHARS: characters before the cursor in the LOCAL segment
-# (the rest of the file is FILE_PREFIX); the engine re-tokenizes this segment on every
-# keystroke, so it is kept small. DEFAULT_SUFFIX_CHARS: characters after the cursor; they come
-# after the changing text, so they are re-read on every keystroke (the main per-keystroke
-# cost on a CPU).
-LOCAL_WINDOW_CHARS = 4_000
+# and the benchmarks). CHUNK_CHARS: the grid on which the file before the cursor is cut into
+# FILE_PREFIX chunks; a cursor re-tokenizes at most one chunk when it changes line.
+# DEFAULT_SUFFIX_CHARS: characters after the cursor; they come after the changing text, so they
+# are re-read on every keystroke (the main per-keystroke cost on a CPU).
+CHUNK_CHARS = 2_048
 DEFAULT_SUFFIX_CHARS = 320
-# The local window starts on a grid of window_chars // WINDOW_GRID_DIVISOR characters (then
-# backs up to a line start), so its boundary, and with it the FILE_PREFIX segment, stays put
-# while the user types.
-WINDOW_GRID_DIVISOR = 2
 
 
-def local_window_start(prefix: str, window_chars: int) -> int:
-    """Where the LOCAL segment starts in `prefix`: at a line start at least `window_chars`
-    before the cursor, snapped to a grid so that typing does not move it."""
-    if window_chars <= 0 or len(prefix) <= window_chars:
-        return 0
-    step = max(1, window_chars // WINDOW_GRID_DIVISOR)
-    anchor = ((len(prefix) - window_chars) // step) * step
-    return prefix.rfind("\n", 0, anchor) + 1
+def is_safe_cut(text: str, at: int) -> bool:
+    """Does tokenizing text[:at] and text[at:] apart give the tokens of the whole text?
+
+    For byte-level BPE with the Qwen2 pre-tokenizer: yes at a line start whose line is not
+    blank. A pre-token ends at a newline unless more newlines follow, blanks between them
+    included (the pattern is whitespace then newlines), and BPE never merges across
+    pre-tokens. The ends of a text always are.
+    """
+    if at <= 0 or at >= len(text):
+        return True
+    if text[at - 1] != "\n":
+        return False
+    pos = at
+    while pos < len(text) and text[pos].isspace():
+        if text[pos] in "\r\n":
+            return False
+        pos += 1
+    return True
+
+
+def cursor_line_start(prefix: str) -> int:
+    """Where the cursor's line starts in `prefix` (the LINE segment), at a safe cut."""
+    start = prefix.rfind("\n") + 1
+    while start > 0 and not is_safe_cut(prefix, start):
+        start = prefix.rfind("\n", 0, start - 1) + 1
+    return start
+
+
+def chunk_cuts(text: str, end: int, chunk_chars: int) -> list[int]:
+    """Safe cuts of text[:end] on a grid of `chunk_chars` of the text's own offsets: the first
+    safe cut at or after each multiple of the grid, before `end`. They depend on the text, never
+    on where the cursor is, so two cursors share every chunk before the upper one's."""
+    cuts: list[int] = []
+    if chunk_chars <= 0:
+        return cuts
+    anchor = chunk_chars
+    while anchor < end:
+        newline = text.find("\n", anchor - 1, end)
+        while newline >= 0 and not is_safe_cut(text, newline + 1):
+            newline = text.find("\n", newline + 1, end)
+        if newline < 0 or newline + 1 >= end:
+            break
+        cuts.append(newline + 1)
+        anchor = ((newline + 1) // chunk_chars + 1) * chunk_chars
+    return cuts
 
 
 def prefix_head_cut(prefix: str, max_chars: int | None) -> int:
@@ -115,28 +149,39 @@ def fim_prompt(
     prefix: str,
     suffix: str,
     *,
-    local_window_chars: int = LOCAL_WINDOW_CHARS,
+    chunk_chars: int = CHUNK_CHARS,
     suffix_chars: int = DEFAULT_SUFFIX_CHARS,
     max_prefix_chars: int | None = None,
 ) -> Prompt:
     """Repo-level FIM for the cursor between `prefix` and `suffix` of the file at `path`.
 
     `files` are (path, content) pairs of repository context, most stable first. With
-    `max_prefix_chars`, only about that much of the file before the cursor is kept."""
+    `max_prefix_chars`, only about that much of the file before the cursor is kept.
+
+    Segments: REPO | the file's header (FILE_PREFIX) | the file before the cursor's chunk, one
+    FILE_PREFIX segment per chunk (`chunk_cuts`) | the cursor's chunk up to its line (LOCAL) |
+    the line up to the cursor (LINE) | TAIL. Every cut is safe (`is_safe_cut`), so the tokens
+    are those of the whole text, and nothing before the cursor's chunk depends on the cursor.
+    """
     prefix = prefix[prefix_head_cut(prefix, max_prefix_chars) :]
-    start = local_window_start(prefix, local_window_chars)
-    return Prompt(
-        (
-            PromptSegment(repo_context_text(repo_name, files), SegmentKind.REPO),
-            PromptSegment(
-                f"{FILE_SEP}{path}\n{FIM_PREFIX}{prefix[:start]}", SegmentKind.FILE_PREFIX
-            ),
-            PromptSegment(prefix[start:], SegmentKind.LOCAL),
-            PromptSegment(
-                f"{FIM_SUFFIX}{clip_suffix(suffix, suffix_chars)}{FIM_MIDDLE}", SegmentKind.TAIL
-            ),
-        )
-    )
+    line = cursor_line_start(prefix)
+    bounds = [0, *chunk_cuts(prefix, line, chunk_chars)]
+    segments = [
+        PromptSegment(repo_context_text(repo_name, files), SegmentKind.REPO),
+        PromptSegment(f"{FILE_SEP}{path}\n{FIM_PREFIX}", SegmentKind.FILE_PREFIX),
+    ]
+    segments += [
+        PromptSegment(prefix[start:end], SegmentKind.FILE_PREFIX)
+        for start, end in itertools.pairwise(bounds)
+    ]
+    segments += [
+        PromptSegment(prefix[bounds[-1] : line], SegmentKind.LOCAL),
+        PromptSegment(prefix[line:], SegmentKind.LINE),
+        PromptSegment(
+            f"{FIM_SUFFIX}{clip_suffix(suffix, suffix_chars)}{FIM_MIDDLE}", SegmentKind.TAIL
+        ),
+    ]
+    return Prompt(tuple(segments))
 
 
 # -- chat ----------------------------------------------------------------------------------------

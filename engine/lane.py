@@ -5,6 +5,10 @@ order. Per request: tokenize the segments (memoized), plan checkpoints at the se
 boundaries and inside the current file, bring the live state to the longest usable prefix
 (`LiveState.prepare`), prefill the rest in cancellable micro-batches that stop where
 checkpoints are taken (`engine.batching.plan_prefill_stops`), then sample and stream tokens.
+
+A warm-up runs the same steps without sampling, up to the end of its prompt (a checkpoint is
+taken there), and stops between micro-batches as soon as `warm_yield` says other work waits;
+what it prefilled stays live for the next request that shares the prefix.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from engine.batching import batch_end, plan_prefill_stops
 from engine.checkpoints import (
-    PRIORITY_STABLE,
+    PRIORITY_GRID,
     Checkpoint,
     CheckpointCache,
     PlannedCheckpoint,
@@ -32,7 +36,7 @@ from engine.config import LaneConfig
 from engine.errors import ContextOverflowError, EngineError
 from engine.generation import LocalGeneration
 from engine.host import LlamaSession, LoadedModel, Sampler
-from engine.live_state import LiveState
+from engine.live_state import Anchor, LiveState
 from engine.params import GenerationParams
 from engine.persist import StateStore
 from engine.report import RequestReport
@@ -66,6 +70,7 @@ class LaneRunner:
         memo: TokenMemo,
         store: StateStore | None,
         pause: Callable[[LocalGeneration], None] | None = None,
+        warm_yield: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -73,9 +78,15 @@ class LaneRunner:
         # Called between micro-batches and tokens: the background lane waits there while
         # interactive work is queued.
         self._pause = pause
+        # Asked between a warm-up's micro-batches: True when other work waits (it stops then).
+        self._warm_yield = warm_yield
         self.n_ctx = config.n_ctx  # what llama.cpp gave, once the context is open
         self.state = LiveState(
-            model, CheckpointCache(config.checkpoint_budget_bytes), store, n_batch=config.n_batch
+            model,
+            CheckpointCache(config.checkpoint_budget_bytes),
+            store,
+            n_batch=config.n_batch,
+            prompts=CheckpointCache(config.prompt_cache_bytes),
         )
         self.resume_point: int | None = None  # persisted at shutdown (see close)
         self.executor = ThreadPoolExecutor(
@@ -83,6 +94,11 @@ class LaneRunner:
         )
         self.requests = 0
         self.cancelled = 0
+        self.warmups = 0
+        self.warmups_cut = 0
+        self.warmup_tokens = 0
+        # Warm-up work since the last request, reported with the next one.
+        self._warmed = (0, 0.0)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -91,6 +107,10 @@ class LaneRunner:
             "cancelled": self.cancelled,
             "restores": dict(self.state.restores),
             "live_tokens": len(self.state.live),
+            "prompt_cache": {**self.state.prompts.stats(), "kept": self.state.kept},
+            "warmups": self.warmups,
+            "warmups_cut": self.warmups_cut,
+            "warmup_tokens": self.warmup_tokens,
         }
 
     # Runs on the worker thread.
@@ -119,30 +139,57 @@ class LaneRunner:
         self.state.cache.clear()
 
     def run(self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration) -> None:
-        report = RequestReport(lane=self.config.name)
-        error: BaseException | None = None
+        tokens, ms = self._warmed
+        self._warmed = (0, 0.0)
+        report = RequestReport(lane=self.config.name, warmup_tokens=tokens, warmup_ms=ms)
+        error = self._guarded(lambda: self._run(prompt, params, gen, report), report)
+        self.requests += 1
+        if report.cancelled:
+            self.cancelled += 1
+        self._finish(gen, report, error)
+
+    def warm(self, prompt: Prompt, gen: LocalGeneration) -> None:
+        """Prefill `prompt` without sampling (a warm-up); see the module docstring."""
+        report = RequestReport(lane=self.config.name, warmup=True)
+        started = time.perf_counter()
+        error = self._guarded(lambda: self._warm(prompt, gen, report), report)
+        self.warmups += 1
+        self.warmups_cut += report.cancelled
+        self.warmup_tokens += report.prefilled_tokens
+        tokens, ms = self._warmed
+        self._warmed = (
+            tokens + report.prefilled_tokens,
+            ms + (time.perf_counter() - started) * 1000,
+        )
+        self._finish(gen, report, error)
+
+    def _guarded(self, job: Callable[[], None], report: RequestReport) -> BaseException | None:
+        """Run a job; a failure clears the state (the next job starts from a known one)."""
         try:
-            self._run(prompt, params, gen, report)
+            job()
         except _Cancelled:
             report.cancelled = True
-            self.cancelled += 1
         except ContextOverflowError as exc:  # raised before the state was touched
-            error = exc
+            return exc
         except BaseException as exc:
-            error = exc
             if not isinstance(exc, EngineError):
                 logger.exception("request failed")
-            self.state.clear()  # the next request starts from a known-empty state
+            self.state.clear()
+            return exc
+        return None
+
+    def _finish(
+        self, gen: LocalGeneration, report: RequestReport, error: BaseException | None
+    ) -> None:
         report.ms["total"] = (time.perf_counter() - gen.submitted_at) * 1000
-        self.requests += 1
         if error is None:
             logger.debug("%s", report.summary())
         gen.finish(report, error)
 
-    def _check(self, gen: LocalGeneration) -> None:
+    def _check(self, gen: LocalGeneration, *, warm: bool = False) -> None:
         if self._pause is not None:
             self._pause(gen)
-        if gen.cancelled:
+        if gen.cancelled or (warm and self._warm_yield is not None and self._warm_yield()):
             raise _Cancelled
 
     def _tokenize(self, prompt: Prompt) -> tuple[array[int], list[tuple[SegmentKind, int]]]:
@@ -154,18 +201,26 @@ class LaneRunner:
             lengths.append((segment.kind, len(segment_tokens)))
         return tokens, lengths
 
-    def _run(
-        self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration, report: RequestReport
-    ) -> None:
+    def _open_and_tokenize(
+        self, prompt: Prompt, gen: LocalGeneration, report: RequestReport
+    ) -> tuple[array[int], list[tuple[SegmentKind, int]]]:
+        """The first steps of a request or warm-up: not cancelled yet, the context open, the
+        prompt's tokens (and each segment's count)."""
         if gen.cancelled:
             raise _Cancelled
         self.open()
         t0 = time.perf_counter()
         tokens, lengths = self._tokenize(prompt)
-        n = len(tokens)
-        report.prompt_tokens = n
+        report.prompt_tokens = len(tokens)
         report.prompt_digest = token_digest(tokens)
         report.ms["tokenize"] = (time.perf_counter() - t0) * 1000
+        return tokens, lengths
+
+    def _run(
+        self, prompt: Prompt, params: GenerationParams, gen: LocalGeneration, report: RequestReport
+    ) -> None:
+        tokens, lengths = self._open_and_tokenize(prompt, gen, report)
+        n = len(tokens)
         if n == 0:
             raise EngineError("empty prompt: nothing to condition the generation on")
         if n + params.max_tokens > self.n_ctx:
@@ -203,7 +258,33 @@ class LaneRunner:
         t2 = time.perf_counter()
         self._prefill(tokens, start, plan, persist_at, gen, report)
         report.ms["prefill"] = (time.perf_counter() - t2) * 1000
+        self.state.anchor = _anchor(tokens, lengths, 1 if self.model.add_bos else 0)
         self._generate(params, gen, report)
+
+    def _warm(self, prompt: Prompt, gen: LocalGeneration, report: RequestReport) -> None:
+        tokens, lengths = self._open_and_tokenize(prompt, gen, report)
+        n = len(tokens)
+        if not self.config.prompt_cache:
+            return  # every request starts from a cleared state: nothing to warm
+        if n < 2 or n >= self.n_ctx or self.state.holds(tokens):
+            report.restore_kind = "append"
+            report.reused_tokens = n if n < self.n_ctx else 0
+            return  # nothing to do, or more than the context holds (the request will say so)
+        plan = plan_checkpoints(
+            lengths,
+            interval=self.config.checkpoint_interval,
+            prefix_tokens=1 if self.model.add_bos else 0,
+            at_end=True,  # where the request that follows resumes
+        )
+        t1 = time.perf_counter()
+        start = self.state.prepare(tokens, report)
+        report.ms["restore"] = (time.perf_counter() - t1) * 1000
+        report.reused_tokens = start
+        t2 = time.perf_counter()
+        try:
+            self._prefill(tokens, start, plan, None, gen, report, warm=True)
+        finally:
+            report.ms["prefill"] = (time.perf_counter() - t2) * 1000
 
     def _persist_position(self, plan: list[PlannedCheckpoint], n: int) -> int | None:
         """End of the repository context, if it is worth persisting."""
@@ -222,6 +303,8 @@ class LaneRunner:
         persist_at: int | None,
         gen: LocalGeneration,
         report: RequestReport,
+        *,
+        warm: bool = False,
     ) -> None:
         n = len(tokens)
         cache = self.state.cache
@@ -245,7 +328,7 @@ class LaneRunner:
             self._take_snapshots(tokens, pos, snapshot_at, persist_at, report)
             if pos >= n:
                 break
-            self._check(gen)
+            self._check(gen, warm=warm)
             end = batch_end(pos, planned.stops, self.config.n_batch)
             self.state.decode(tokens[pos:end], logits_last=end == n)
             report.prefilled_tokens += end - pos
@@ -276,10 +359,10 @@ class LaneRunner:
             if not state.store.contains(digest, pos):
                 full = session.snapshot(partial=False)
                 state.store.save_async(digest, pos, full)
-                # Keep it in RAM too when small: switching back to an earlier repository
+                # Keep it in the prompt cache too: switching back to an earlier repository
                 # context (another file's ranking) then costs a memory copy.
-                if self.model.needs_checkpoints and len(full) <= state.cache.budget_bytes // 4:
-                    state.cache.add(Checkpoint(pos, "full", full, PRIORITY_STABLE, digest))
+                if self.model.needs_checkpoints:
+                    state.prompts.add(Checkpoint(pos, "full", full, PRIORITY_GRID, digest))
 
     def _generate(
         self, params: GenerationParams, gen: LocalGeneration, report: RequestReport
@@ -322,3 +405,21 @@ class LaneRunner:
         finally:
             report.ms["decode"] = (time.perf_counter() - t_decode) * 1000
             sampler.close()
+
+
+def _anchor(
+    tokens: array[int], lengths: list[tuple[SegmentKind, int]], prefix_tokens: int
+) -> Anchor | None:
+    """The anchor of a prompt: the end of its last segment up to LOCAL (the start of the
+    cursor's line), and where its file part (the first segment from FILE_PREFIX on) ends."""
+    pos = prefix_tokens
+    file_start = anchor = None
+    for kind, length in lengths:
+        pos += length
+        if kind >= SegmentKind.FILE_PREFIX and file_start is None:
+            file_start = pos
+        if SegmentKind.FILE_PREFIX <= kind <= SegmentKind.LOCAL:
+            anchor = pos
+    if anchor is None or file_start is None:
+        return None
+    return Anchor(anchor, file_start, tokens)

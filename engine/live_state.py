@@ -5,22 +5,43 @@ keeps everything; otherwise the nearest usable snapshot at or before the diverge
 (a full snapshot in RAM or on disk, a partial recurrent snapshot + attention trim, or on a plain
 transformer just the trim); with none, the state is cleared. A start position is usable only if
 the rest of the prefill can still match a plain prefill (`engine.batching`).
+
+Before a prompt that leaves the last request's file part (another file, another repository
+context) overwrites the state, the state at that request's anchor (the start of its cursor's
+line) goes to the prompt cache as a full snapshot: going back costs a copy, not a re-read.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from engine.batching import can_resume_at, final_batch_rule
-from engine.checkpoints import Checkpoint, CheckpointCache, prefix_digest
+from engine.batching import DELTANET_CHUNK, can_resume_at, final_batch_rule
+from engine.checkpoints import PRIORITY_GRID, Checkpoint, CheckpointCache, prefix_digest
 from engine.host import LlamaSession, LoadedModel, StateBytes
 from engine.persist import StateStore
 from engine.report import RequestReport
 from engine.tokens import common_prefix_len
 
 logger = logging.getLogger(__name__)
+
+# A prompt left is kept only if going back would re-read at least this many tokens; a full
+# snapshot is restored instead of a nearer checkpoint only if it saves at least this many.
+KEEP_MIN_TOKENS = DELTANET_CHUNK
+FULL_RESTORE_MIN_GAIN = DELTANET_CHUNK
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where the last request would resume at its spot (`pos`, the start of its cursor's
+    line), where its file part starts, and its tokens."""
+
+    pos: int
+    file_start: int
+    tokens: array[int]
 
 
 class LiveState:
@@ -36,9 +57,12 @@ class LiveState:
         store: StateStore | None,
         *,
         n_batch: int,
+        prompts: CheckpointCache | None = None,
     ) -> None:
         self.model = model
         self.cache = cache
+        # Full snapshots: the prompt cache (prompts left, the repository context).
+        self.prompts = prompts if prompts is not None else CheckpointCache(0)
         self.store = store
         self.n_batch = n_batch
         self.session: LlamaSession | None = None  # opened on the worker thread
@@ -47,6 +71,8 @@ class LiveState:
         # gives: false after a one-token micro-batch, e.g. generated tokens (engine.batching).
         self.exact = True
         self.restores: dict[str, int] = {}
+        self.anchor: Anchor | None = None
+        self.kept = 0  # prompts kept in the prompt cache when left
 
     def _session(self) -> LlamaSession:
         session = self.session
@@ -80,8 +106,54 @@ class LiveState:
     def can_start_at(self, start: int, n: int) -> bool:
         return not self.model.needs_checkpoints or can_resume_at(start, n, self.n_batch)
 
+    def keep_left_prompt(self, tokens: array[int], report: RequestReport) -> None:
+        """`tokens` are about to replace the live state: if they leave the last request's file
+        part, keep a full snapshot of its anchor in the prompt cache."""
+        anchor = self.anchor
+        if anchor is None or self.prompts.budget_bytes <= 0:
+            return
+        lcp = common_prefix_len(self.live, tokens)
+        if lcp >= anchor.file_start:
+            return  # still the same file: its spots resume from partial checkpoints
+        self.anchor = None
+        pos = anchor.pos
+        if pos - lcp < KEEP_MIN_TOKENS or common_prefix_len(self.live, anchor.tokens) < pos:
+            return
+        digest = prefix_digest(anchor.tokens, pos)
+        if self.prompts.has_full(digest, pos):
+            return
+        started = time.perf_counter()
+        session = self._session()
+        if len(self.live) != pos or not self.exact:
+            partial = self.cache.partial_at(pos)
+            if self.model.needs_checkpoints and partial is None:
+                return
+            if partial is not None and not session.restore(partial.data, partial=True):
+                self.cache.remove(partial)
+                self._rejected("partial checkpoint", pos)
+                return
+            if not session.trim(pos):
+                self._rejected("attention trim", pos)
+                return
+            self.set_live(self.live[:pos])
+        if self.prompts.add(
+            Checkpoint(pos, "full", session.snapshot(partial=False), PRIORITY_GRID, digest)
+        ):
+            self.kept += 1
+        report.ms["save"] = (time.perf_counter() - started) * 1000
+
+    def holds(self, tokens: array[int]) -> bool:
+        """Can a prompt that starts with `tokens` resume at their end without a prefill?"""
+        n = len(tokens)
+        if common_prefix_len(self.live, tokens) >= n and (
+            self.cache.has_partial(n) or (len(self.live) == n and self.exact)
+        ):
+            return True
+        return self.prompts.has_full(prefix_digest(tokens, n), n)
+
     def prepare(self, tokens: array[int], report: RequestReport) -> int:
         """Bring the context to a state that holds tokens[:start]; return start."""
+        self.keep_left_prompt(tokens, report)
         session = self._session()
         n = len(tokens)
         while True:
@@ -133,7 +205,9 @@ class LiveState:
         """Restore a full snapshot (RAM, else disk) of a prompt prefix longer than `floor`."""
         n = len(tokens)
         max_start = final_batch_rule(n)[1]
-        full = self.cache.best_full(tokens, max_start, floor)
+        # A copy of the whole state is worth it only if it saves a re-read of some length.
+        min_pos = floor + FULL_RESTORE_MIN_GAIN - 1 if floor > 0 else 0
+        full = self.prompts.best_full(tokens, max_start, min_pos)
         if full is not None and not self.can_start_at(full.pos, n):
             full = None
         reach = full.pos if full is not None else floor
@@ -150,12 +224,11 @@ class LiveState:
             return None  # llama.cpp rejected the state, which was cleared
         if full is not None:
             if self._restore_full(tokens, full.pos, full.data):
-                full.touch()
-                self.cache.hits += 1
+                self.prompts.used(full)
                 report.restore_kind, report.restored_from = "full", full.pos
                 self._count("full")
                 return full.pos
-            self.cache.remove(full)
+            self.prompts.remove(full)
         return None
 
     def _restore_from_disk(
@@ -195,8 +268,7 @@ class LiveState:
     def _restore_partial(self, partial: Checkpoint, report: RequestReport) -> int | None:
         session = self._session()
         if session.restore(partial.data, partial=True) and session.trim(partial.pos):
-            partial.touch()
-            self.cache.hits += 1
+            self.cache.used(partial)
             self.set_live(self.live[: partial.pos])
             report.restore_kind, report.restored_from = "partial", partial.pos
             self._count("partial")

@@ -12,6 +12,10 @@ queued, so on a CPU the two never compete for cores.
 Within a lane, requests run in order; `stream(..., key=k)` cancels the previous stream of the
 same key, which stops within one token or one prefill micro-batch. Every output is
 token-identical to a fresh full prefill of the same tokens (`engine.batching`).
+
+`warm(prompt)` prefills on the interactive lane at the lowest priority: every later `stream` or
+`warm` cancels the warm-ups in flight, which stop at their next micro-batch, and a warm-up does
+not start or go on while the background lane has work (it would take its cores).
 """
 
 from __future__ import annotations
@@ -51,10 +55,12 @@ class LocalEngine:
         self._interactive: LaneRunner | None = None
         self._background: LaneRunner | None = None
         self._by_key: dict[str, LocalGeneration] = {}
-        # Every generation queued or running, keyed or not: close() cancels them all.
+        # Every generation queued or running, keyed or not, warm-ups too: close() cancels them.
         self._live: set[LocalGeneration] = set()
+        self._warms: set[LocalGeneration] = set()
         self._keys_lock = threading.Lock()
         self._closing = False
+        self._background_busy = 0
         self._interactive_pending = 0
         self._interactive_idle = threading.Event()
         self._interactive_idle.set()
@@ -102,7 +108,13 @@ class LocalEngine:
                 )
             except Exception as exc:  # a cache must never take the model down
                 logger.warning("persisted state off: %s cannot be used (%s)", config.state_dir, exc)
-        self._interactive = LaneRunner(interactive, model, memo=self._memo, store=self._store)
+        self._interactive = LaneRunner(
+            interactive,
+            model,
+            memo=self._memo,
+            store=self._store,
+            warm_yield=self._other_work_waits,
+        )
         self._background = LaneRunner(
             background,
             model,
@@ -111,6 +123,10 @@ class LocalEngine:
             pause=self._wait_for_interactive,
         )
         self._info = model.info(interactive.n_ctx)
+
+    def _other_work_waits(self) -> bool:
+        """Asked by a warm-up between micro-batches."""
+        return self._interactive_pending > 0 or self._background_busy > 0
 
     def _wait_for_interactive(self, gen: LocalGeneration) -> None:
         while not self._interactive_idle.wait(0.02):
@@ -135,6 +151,7 @@ class LocalEngine:
             raise ValueError(f"unknown lane {lane!r}")
         runner = self._runner(lane)
         gen = LocalGeneration(asyncio.get_running_loop(), lane)
+        self._preempt_warmups()
         previous = None
         with self._keys_lock:
             if self._closing:
@@ -145,12 +162,45 @@ class LocalEngine:
                 self._by_key[key] = gen
         if previous is not None:
             previous.cancel()
-        if lane == "interactive":
-            with self._pending_lock:
+        with self._pending_lock:
+            if lane == "interactive":
                 self._interactive_pending += 1
                 self._interactive_idle.clear()
+            else:
+                self._background_busy += 1
         runner.executor.submit(self._run_job, runner, prompt, params, gen, key)
         return gen
+
+    def warm(self, prompt: Prompt, *, key: str | None = None) -> LocalGeneration:
+        """Prefill `prompt` on the interactive lane at the lowest priority (module docstring).
+
+        `key` is accepted for the protocol; a local warm-up is preempted by any later call."""
+        runner = self._runner("interactive")
+        gen = LocalGeneration(asyncio.get_running_loop(), "interactive")
+        self._preempt_warmups()
+        with self._keys_lock:
+            if self._closing:
+                raise EngineError(SHUTTING_DOWN)
+            self._live.add(gen)
+            self._warms.add(gen)
+        runner.executor.submit(self._warm_job, runner, prompt, gen)
+        return gen
+
+    def _preempt_warmups(self) -> None:
+        with self._keys_lock:
+            warms, self._warms = self._warms, set()
+        for gen in warms:
+            gen.cancel()
+
+    def _warm_job(self, runner: LaneRunner, prompt: Prompt, gen: LocalGeneration) -> None:
+        try:
+            if self._background_busy:
+                gen.cancel()  # the background lane has the cores: the warm-up would slow it
+            runner.warm(prompt, gen)
+        finally:
+            with self._keys_lock:
+                self._live.discard(gen)
+                self._warms.discard(gen)
 
     def _run_job(
         self,
@@ -163,22 +213,17 @@ class LocalEngine:
         try:
             runner.run(prompt, params, gen)
         finally:
-            if runner.config.name == "interactive":
-                with self._pending_lock:
+            with self._pending_lock:
+                if runner.config.name == "interactive":
                     self._interactive_pending -= 1
                     if self._interactive_pending == 0:
                         self._interactive_idle.set()
+                else:
+                    self._background_busy -= 1
             with self._keys_lock:
                 self._live.discard(gen)
                 if key is not None and self._by_key.get(key) is gen:
                     del self._by_key[key]
-
-    def warm(self, prompt: Prompt, *, key: str | None = None) -> LocalGeneration:
-        """Not implemented in-process yet (issue 15): a generation that is already over."""
-        self._runner("interactive")
-        gen = LocalGeneration(asyncio.get_running_loop(), "interactive")
-        gen.finish(None, None)
-        return gen
 
     def count_tokens(self, text: str) -> int:
         if self._model is None:

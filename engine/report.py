@@ -30,15 +30,23 @@ class RequestReport:
     ms: dict[str, float] = field(default_factory=dict)
     lane: str = "interactive"
     checkpoints_taken: int = 0
+    warmup: bool = False
+    warmup_tokens: int = 0
+    warmup_ms: float = 0.0
     # Hex sha256 of the prompt's token ids (BOS included) as little-endian int32: two requests
     # with the same digest conditioned the model on the same tokens.
     prompt_digest: str | None = None
 
     def summary(self) -> str:
         phases = " ".join(f"{name}={value:.1f}" for name, value in self.ms.items())
+        warm = (
+            f" warmup-before={self.warmup_tokens}/{self.warmup_ms:.0f}ms"
+            if self.warmup_tokens
+            else ""
+        )
         return (
-            f"[{self.lane}] prompt={self.prompt_tokens} reused={self.reused_tokens} "
+            f"[{self.lane}{' warm-up' if self.warmup else ''}] prompt={self.prompt_tokens} reused={self.reused_tokens} "
             f"prefilled={self.prefilled_tokens} restore={self.restore_kind}"
             f"@{self.restored_from} generated={self.generated_tokens} "
-            f"checkpoints+={self.checkpoints_taken} cancelled={self.cancelled} ms: {phases}"
+            f"checkpoints+={self.checkpoints_taken} cancelled={self.cancelled}{warm} ms: {phases}"
         )

@@ -14,13 +14,19 @@ from typing import Any
 
 
 class SegmentKind(IntEnum):
-    """Stability rank of a segment: lower values change less often."""
+    """Stability rank of a segment: lower values change less often.
+
+    In a completion prompt: FILE_PREFIX holds the current file in chunks that typing elsewhere
+    leaves alone, LOCAL the cursor's chunk up to the start of the cursor's line (it changes
+    when the cursor changes line), LINE the cursor's line up to the cursor (every keystroke).
+    """
 
     SYSTEM = 0
     REPO = 1
     FILE_PREFIX = 2
     LOCAL = 3
-    TAIL = 4
+    LINE = 4
+    TAIL = 5
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,15 @@ class Prompt:
     @property
     def text(self) -> str:
         return "".join(segment.text for segment in self.segments)
+
+    def before(self, kind: SegmentKind) -> Prompt:
+        """The prompt up to its first segment of `kind` or later (what a warm-up prefills)."""
+        kept: list[PromptSegment] = []
+        for segment in self.segments:
+            if segment.kind >= kind:
+                break
+            kept.append(segment)
+        return Prompt(tuple(kept))
 
     @classmethod
     def of(cls, *parts: tuple[str, SegmentKind]) -> Prompt:

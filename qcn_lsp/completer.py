@@ -1,7 +1,8 @@
 """The shared completer behind both completion flavours (popup items in
 features/popup_completion.py, ghost text in features/inline_completion.py): one run per
 document state shared by every request for it, debounce, cancellation, typed-ahead reuse,
-the answer deadline, the prompt, streaming notifications and post-processing.
+the answer deadline, the prompt, streaming notifications and post-processing, and the warm-ups
+after a completion (what to warm: `qcn_lsp.completion_prompt`).
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -21,11 +21,12 @@ from pygls.workspace import TextDocument
 
 from engine.backend import Backend, Generation
 from engine.errors import EngineError
-from engine.formats import FIM_STOPS, LOCAL_WINDOW_CHARS, clip_suffix, fim_prompt
+from engine.formats import FIM_STOPS
 from engine.params import GenerationParams
 from engine.report import RequestReport
 from engine.segments import Prompt
 from qcn_lsp import completion_logic as logic
+from qcn_lsp.completion_prompt import BuiltPrompt, CompletionPrompts, CursorText, PromptSettings
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.services import Services
 from qcn_lsp.slow_start import SlowStart, reading_text
@@ -33,8 +34,6 @@ from qcn_lsp.text_sync import line_content, line_end_of, open_text_document
 from qcn_lsp.wire import report_dict
 
 if TYPE_CHECKING:
-    from context.assemble import ContextAssembler
-    from context.index import RepoIndex
     from qcn_lsp.server import QcnServer
 
 logger = logging.getLogger(__name__)
@@ -47,12 +46,6 @@ MODEL_WAIT_S = 600.0
 # A request cancelled while it waits stops its run after this long, unless the client asked
 # again at the same state meanwhile (VS Code cancels an inline request and re-asks at once).
 REASK_GRACE_S = 0.3
-# Characters sampled to estimate the tokenizer's characters per token, tokens kept free for
-# the FIM markers and the path, and the share of the estimated room the file prefix may fill.
-SAMPLE_CHARS = 4_000
-PROMPT_MARGIN_TOKENS = 64
-UTF8_MAX_BYTES = 4
-PREFIX_FILL = 0.9
 
 
 @dataclass
@@ -112,10 +105,9 @@ class Completer:
         self.slow_start = SlowStart(server)
         self._runs: dict[str, CompletionRun] = {}
         self._rhythm: dict[str, logic.TypingRhythm] = {}
-        self._chars_per_token: dict[str, float] = {}
-        # One assembler per index: it keeps its last ranking so the repo prefix stays stable.
-        self._assembler: ContextAssembler | None = None
-        self._assembler_index: RepoIndex | None = None
+        self.prompts = CompletionPrompts()
+        self._warmups: set[asyncio.Task[None]] = set()
+        self._pause: asyncio.Task[None] | None = None
 
     async def complete_at(
         self, uri: str, position: types.Position, *, invoked: bool
@@ -186,6 +178,8 @@ class Completer:
 
     async def complete(self, cursor: Cursor, *, invoked: bool, deadline: float) -> Answer | None:
         """The completion text for `cursor`, or None when there is nothing to offer (yet)."""
+        if self._pause is not None:
+            self._pause.cancel()  # the user is typing: no pause
         if not invoked and logic.inside_word(cursor.line_prefix, cursor.line_suffix):
             return None
         run = self._runs.get(cursor.uri)
@@ -310,7 +304,14 @@ class Completer:
             temperature=settings.temperature,
             stop=tuple(FIM_STOPS),
         )
-        prompt = self._prompt(cursor, backend, params.max_tokens)
+        built = self.prompts.build(
+            CursorText(to_fs_path(cursor.uri) or cursor.uri, cursor.prefix, cursor.suffix),
+            backend,
+            self.services.index_if_ready(),
+            self._prompt_settings(),
+        )
+        prompt = built.prompt
+        self.services.last_context = [path for path, _ in built.repo[1]]
         suggestion = run.suggestion
         # The same key cancels this document's previous generation inside the engine.
         try:
@@ -376,67 +377,70 @@ class Completer:
             )
         if stream:
             self._notify(cursor, suggestion.text, done=True, report=report)
+        self._after_completion(run, built, backend)
         return suggestion.text or None
 
-    def _prompt(self, cursor: Cursor, backend: Backend, max_tokens: int) -> Prompt:
-        path = to_fs_path(cursor.uri) or cursor.uri
-        n_ctx = backend.info().n_ctx
+    # -- warm-ups ---------------------------------------------------------------------------
+
+    def _prompt_settings(self) -> PromptSettings:
         settings = self.server.settings
-        # The repository context gets at most half the window; the current file what is left
-        # after the answer, the suffix and the FIM markers. Characters per token are sampled
-        # from the text before the cursor, so the file prefix is cut before the engine would
-        # refuse the prompt as too long.
-        repo_budget = min(settings.context.budget_tokens, n_ctx // 2)
-        repo_name, files = self._repo_context(cursor, path, backend.count_tokens, repo_budget)
-        self.services.last_context = [name for name, _ in files]
-        repo_tokens = repo_budget if files else 0
-        suffix_chars = settings.completion.suffix_chars
-        suffix = clip_suffix(cursor.suffix, suffix_chars)
-        room = n_ctx - max_tokens - repo_tokens - PROMPT_MARGIN_TOKENS
-        max_prefix_chars: int | None = None
-        # Every token covers at least one UTF-8 byte (a character is at most 4): most files
-        # surely fit, and only longer ones pay for sampling the tokenizer on the keystroke path.
-        if UTF8_MAX_BYTES * (len(cursor.prefix) + len(suffix)) > room:
-            # Sampled once per document: a budget that moved with every keystroke would move
-            # the cut, and the engine would re-read the whole file.
-            chars_per_token = self._chars_per_token.get(cursor.uri)
-            if chars_per_token is None:
-                sample = cursor.prefix[-SAMPLE_CHARS:] or "x"
-                chars_per_token = len(sample) / max(1, backend.count_tokens(sample))
-                self._chars_per_token[cursor.uri] = chars_per_token
-            prefix_room = room - suffix_chars / chars_per_token  # not len(suffix): see above
-            max_prefix_chars = max(0, int(prefix_room * chars_per_token * PREFIX_FILL))
-        return fim_prompt(
-            repo_name,
-            files,
-            path,
-            cursor.prefix,
-            cursor.suffix,
-            local_window_chars=LOCAL_WINDOW_CHARS,
-            suffix_chars=suffix_chars,
-            max_prefix_chars=max_prefix_chars,
+        return PromptSettings(
+            budget_tokens=settings.context.budget_tokens,
+            suffix_chars=settings.completion.suffix_chars,
+            max_tokens=settings.completion.max_tokens,
         )
 
-    def _repo_context(
-        self, cursor: Cursor, path: str, count_tokens: Callable[[str], int], budget: int
-    ) -> tuple[str, list[tuple[str, str]]]:
-        """Ranked repository files for the cursor; none while the index is not built."""
-        index = self.services.index_if_ready()
-        if index is None or budget <= 0:
-            return Path(path).parent.name, []
-        if self._assembler is None or self._assembler_index is not index:
-            from context.assemble import ContextAssembler
-            from context.cost import RenderedCost
-            from engine.formats import repo_file_text, repo_header_text
+    def _busy(self, but: CompletionRun | None = None) -> bool:
+        """Whether a completion run other than `but` is on its way."""
+        return any(other is not but and not other.done for other in self._runs.values())
 
-            cost = RenderedCost(count_tokens, repo_header_text, repo_file_text)
-            self._assembler = ContextAssembler(index, cost)
-            self._assembler_index = index
-        # The context package counts lines at `\n`, as tree-sitter does.
-        line = cursor.prefix.count("\n")
-        column = len(cursor.prefix) - (cursor.prefix.rfind("\n") + 1)
-        context = self._assembler.assemble(path, cursor.source, line, column, budget)
-        return context.repo_name, [(f.path, f.content) for f in context.files]
+    def _after_completion(self, run: CompletionRun, built: BuiltPrompt, backend: Backend) -> None:
+        """A completion finished: warm what the next request will need, unless a newer one is
+        already on its way; and re-rank the repository context if the user then pauses."""
+        cursor = run.cursor
+        if self._busy(but=run) or self.document_version(cursor.uri) != cursor.version:
+            return
+        text = run.suggestion.text
+        prompt = self.prompts.warmup(built, text, backend, self._prompt_settings())
+        if prompt is not None:
+            self._warm(backend, prompt, cursor.uri)
+        if self._pause is not None:
+            self._pause.cancel()
+        self._pause = asyncio.ensure_future(self._at_pause(backend, cursor))
+
+    async def _at_pause(self, backend: Backend, cursor: Cursor) -> None:
+        await asyncio.sleep(logic.TYPING_PAUSE_S)
+        if self._busy() or self.document_version(cursor.uri) != cursor.version:
+            return
+        try:
+            prompt = self.prompts.at_pause(backend, self._prompt_settings())
+        except Exception:  # the index went away meanwhile (settings reload): nothing to warm
+            logger.debug("re-ranking at a pause failed", exc_info=True)
+            return
+        if prompt is not None:
+            self._warm(backend, prompt, cursor.uri)
+
+    def _warm(self, backend: Backend, prompt: Prompt, key: str) -> None:
+        try:
+            generation = backend.warm(prompt, key=key)
+        except Exception:  # a backend closing or reloading: a warm-up is only a bonus
+            logger.debug("warm-up not started", exc_info=True)
+            return
+        task = asyncio.ensure_future(self._warmup(generation))
+        self._warmups.add(task)
+        task.add_done_callback(self._warmups.discard)
+
+    async def _warmup(self, generation: Generation) -> None:
+        try:
+            await generation.text()
+        except asyncio.CancelledError:
+            pass  # preempted by a request (or the server shuts down): what it did stays
+        except Exception:
+            logger.debug("warm-up failed", exc_info=True)
+        report = generation.report
+        if report is not None:
+            self.services.last_warmup = report
+            logger.debug("warm-up: %s", report.summary())
 
     # -- streaming ----------------------------------------------------------------------------
 

@@ -110,6 +110,7 @@ class Services:
         self.index_backlog: Callable[[], int] = lambda: 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_report: RequestReport | None = None
+        self.last_warmup: RequestReport | None = None
         # The repository files in the last completion's prompt (qcn.status: why that answer?).
         self.last_context: list[str] = []
         self.last_error: str | None = None
@@ -275,6 +276,7 @@ class Services:
                 mlock=model.mlock,
                 checkpoint_interval=engine.checkpoint_interval,
                 checkpoint_memory_mb=engine.checkpoint_memory_mb,
+                prompt_cache_mb=engine.snapshot_memory_mb,
                 state_dir=state_dir,
                 state_cache_bytes=settings.cache.state_disk_mb << 20,
                 prompt_cache=engine.prompt_cache,
@@ -448,12 +450,13 @@ class Services:
                 nCtx=info.n_ctx,
                 stats=self._backend.stats(),
             )
-        report = self.last_report
+        report, warmup = self.last_report, self.last_warmup
         if self.last_error is not None:
             engine["lastError"] = self.last_error
         return {
             "engine": engine,
             "lastRequest": None if report is None else report_dict(report),
+            "lastWarmup": None if warmup is None else report_dict(warmup),
             "lastContext": list(self.last_context),
             "index": self._index_status(),
             "settings": self.server.settings.values,

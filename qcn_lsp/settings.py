@@ -248,6 +248,15 @@ class EngineSettings:
         minimum=16,
         maximum=65536,
     )
+    snapshot_memory_mb: int = setting(
+        "RAM budget for full state snapshots of prompts the in-process engine left (another "
+        "file, another repository context): going back restores one instead of re-reading the "
+        "file. 0 turns it off.",
+        4096,
+        minimum=0,
+        maximum=1048576,
+        key="snapshotMemoryMB",
+    )
     prompt_cache: bool = setting(
         "Reuse the model state of earlier requests (checkpoints, persisted state). `false` "
         "prefills every prompt from scratch in a fresh state and persists nothing: slow, for "

@@ -32,5 +32,8 @@ def report_dict(report: RequestReport) -> dict[str, Any]:
         "restoredFrom": report.restored_from,
         "generatedTokens": report.generated_tokens,
         "cancelled": report.cancelled,
+        "warmup": report.warmup,
+        "warmupTokens": report.warmup_tokens,
+        "warmupMs": round(report.warmup_ms, 2),
         "ms": {name: round(value, 2) for name, value in report.ms.items()},
     }

@@ -8,8 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.checkpoints import (
+    LINE_BACKOFF,
     PRIORITY_CURSOR,
     PRIORITY_GRID,
+    PRIORITY_SPOT,
     PRIORITY_STABLE,
     Checkpoint,
     CheckpointCache,
@@ -31,16 +33,25 @@ def test_prompt_text_joins_segments() -> None:
 
 def test_plan_dense_only_in_the_current_file_and_boundaries_everywhere() -> None:
     plan = plan_checkpoints(
-        [(K.SYSTEM, 10), (K.REPO, 1000), (K.FILE_PREFIX, 300), (K.LOCAL, 100), (K.TAIL, 50)],
+        [
+            (K.SYSTEM, 10),
+            (K.REPO, 1000),
+            (K.FILE_PREFIX, 300),
+            (K.LOCAL, 100),
+            (K.LINE, 20),
+            (K.TAIL, 50),
+        ],
         interval=128,
     )
     positions = [p.pos for p in plan]
-    # boundaries: 10, 1010, 1310, 1410; grid in FILE_PREFIX from 1010: 1138, 1266; none in REPO
-    assert positions == [10, 1010, 1138, 1266, 1310, 1410]
+    # boundaries: 10, 1010, 1310, 1410, 1430; grid in FILE_PREFIX from 1010: 1138, 1266; in
+    # the line, LINE_BACKOFF tokens before the cursor
+    assert positions == [10, 1010, 1138, 1266, 1310, 1410, 1430 - LINE_BACKOFF, 1430]
     priorities = {p.pos: p.priority for p in plan}
     assert priorities[1010] == PRIORITY_STABLE
-    assert priorities[1138] == PRIORITY_GRID
-    assert priorities[1410] == PRIORITY_CURSOR
+    assert priorities[1138] == priorities[1310] == PRIORITY_GRID  # the grid, a chunk end
+    assert priorities[1410] == PRIORITY_SPOT  # the start of the cursor's line
+    assert priorities[1430] == priorities[1430 - LINE_BACKOFF] == PRIORITY_CURSOR
 
 
 def test_plan_keeps_one_token_to_decode_unless_at_end() -> None:
@@ -68,7 +79,7 @@ def _cp(pos: int, size: int, priority: int = PRIORITY_GRID) -> Checkpoint:
             st.sampled_from(["add", "keep", "full"]),
             st.integers(1, 2000),
             st.integers(1, 1500),
-            st.sampled_from([PRIORITY_CURSOR, PRIORITY_GRID, PRIORITY_STABLE]),
+            st.sampled_from([PRIORITY_CURSOR, PRIORITY_GRID, PRIORITY_SPOT, PRIORITY_STABLE]),
         ),
         max_size=60,
     ),
@@ -124,6 +135,26 @@ def test_cache_evicts_cursor_checkpoints_before_stable_boundaries() -> None:
     assert cache.partial_positions() == [10, 20, 40]
     cache.add(_cp(50, 100, PRIORITY_GRID))
     assert cache.partial_positions() == [10, 20, 50]
+
+
+def test_only_the_latest_spots_outrank_the_grid_and_a_spot_used_again_is_one_again() -> None:
+    cache = CheckpointCache(10_000, max_spots=2)
+    for pos in (100, 200, 300):
+        cache.add(_cp(pos, 10, PRIORITY_SPOT))
+    priority = {pos: cache.partial_at(pos).priority for pos in (100, 200, 300)}  # type: ignore[union-attr]
+    assert priority == {100: PRIORITY_GRID, 200: PRIORITY_SPOT, 300: PRIORITY_SPOT}
+    oldest = cache.partial_at(100)
+    assert oldest is not None
+    cache.used(oldest)  # the user went back there
+    priority = {pos: cache.partial_at(pos).priority for pos in (100, 200, 300)}  # type: ignore[union-attr]
+    assert priority == {100: PRIORITY_SPOT, 200: PRIORITY_GRID, 300: PRIORITY_SPOT}
+    assert cache.hits == 1
+    # eviction takes the demoted spot before the spots
+    small = CheckpointCache(30, max_spots=2)
+    for pos in (100, 200, 300):
+        small.add(_cp(pos, 10, PRIORITY_SPOT))
+    small.add(_cp(400, 10, PRIORITY_SPOT))
+    assert small.partial_positions() == [200, 300, 400]  # 100, demoted, went first
 
 
 def test_cache_best_partial_and_stale_prefix() -> None:

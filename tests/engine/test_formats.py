@@ -9,18 +9,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.formats import (
+    CHUNK_CHARS,
     DEFAULT_SUFFIX_CHARS,
     FILE_SEP,
     FIM_MIDDLE,
     FIM_PREFIX,
     FIM_SUFFIX,
-    LOCAL_WINDOW_CHARS,
     REPO_NAME,
     ChatTemplateError,
     chat_prompt,
+    chunk_cuts,
     clip_suffix,
+    cursor_line_start,
     fim_prompt,
-    local_window_start,
+    is_safe_cut,
     repo_context_text,
     repo_file_text,
     repo_header_text,
@@ -51,14 +53,58 @@ TOOLS = (
 
 def test_fim_prompt_is_qwen_repo_level_layout() -> None:
     prompt = fim_prompt(
-        "proj", [("a.py", "A = 1"), ("b.py", "B = 2\n")], "c.py", "x = ", "\nprint(x)\n"
+        "proj", [("a.py", "A = 1"), ("b.py", "B = 2\n")], "c.py", "y = 2\nx = ", "\nprint(x)\n"
     )
     assert prompt.text == (
         f"{REPO_NAME}proj\n{FILE_SEP}a.py\nA = 1\n{FILE_SEP}b.py\nB = 2\n"
-        f"{FILE_SEP}c.py\n{FIM_PREFIX}x = {FIM_SUFFIX}\nprint(x)\n{FIM_MIDDLE}"
+        f"{FILE_SEP}c.py\n{FIM_PREFIX}y = 2\nx = {FIM_SUFFIX}\nprint(x)\n{FIM_MIDDLE}"
     )
-    kinds = [segment.kind for segment in prompt.segments]
-    assert kinds == [SegmentKind.REPO, SegmentKind.FILE_PREFIX, SegmentKind.LOCAL, SegmentKind.TAIL]
+    K = SegmentKind
+    assert [(s.kind, s.text) for s in prompt.segments[1:]] == [
+        (K.FILE_PREFIX, f"{FILE_SEP}c.py\n{FIM_PREFIX}"),
+        (K.LOCAL, "y = 2\n"),
+        (K.LINE, "x = "),
+        (K.TAIL, f"{FIM_SUFFIX}\nprint(x)\n{FIM_MIDDLE}"),
+    ]
+    assert prompt.before(K.LINE).text == prompt.text.split("x = ")[0]
+    assert prompt.before(K.TAIL).text == prompt.text.split(FIM_SUFFIX)[0]
+
+
+def _file(lines: int) -> str:
+    return "".join(f"def f{i}(a):\n    return a + {i}\n\n" for i in range(lines))
+
+
+def test_the_file_before_the_cursor_is_cut_on_a_grid_that_the_cursor_does_not_move() -> None:
+    text = _file(400)
+    prompts = [fim_prompt("r", [], "a.py", text[:at], text[at:]) for at in (6_000, 9_000, 14_000)]
+    chunks = [[s.text for s in p.segments if s.kind == SegmentKind.FILE_PREFIX] for p in prompts]
+    # every chunk of the upper cursor but its own (LOCAL) is a chunk of the lower ones
+    assert chunks[0] == chunks[1][: len(chunks[0])] == chunks[2][: len(chunks[0])]
+    assert chunks[1] == chunks[2][: len(chunks[1])]
+    for prompt, at in zip(prompts, (6_000, 9_000, 14_000), strict=True):
+        segments = prompt.segments
+        file_text = "".join(s.text for s in segments[2:-1])
+        assert file_text == text[:at]
+        assert segments[-2].kind == SegmentKind.LINE and "\n" not in segments[-2].text
+        assert all(len(s.text) < 2 * CHUNK_CHARS for s in segments[2:-2])
+
+
+@given(st.text(alphabet="ab \t\n\r", max_size=80), st.integers(1, 12), st.integers(0, 80))
+def test_chunk_cuts_are_safe_increasing_and_before_the_end(text: str, grid: int, end: int) -> None:
+    end = min(end, len(text))
+    cuts = chunk_cuts(text, end, grid)
+    assert cuts == sorted(set(cuts)) and all(0 < c < end for c in cuts)
+    assert all(is_safe_cut(text, c) for c in cuts)
+    line = cursor_line_start(text)
+    assert is_safe_cut(text, line) and (line == 0 or text[line - 1] == "\n")
+    assert line == 0 or "\n" not in text[line:] or "\r" in text[line:]
+
+
+def test_safe_cuts_are_line_starts_of_lines_that_are_not_blank() -> None:
+    assert is_safe_cut("x\ny", 2) and is_safe_cut("x\n  y", 2)
+    assert not is_safe_cut("x\n\ny", 2) and not is_safe_cut("x\n  \ny", 2)
+    assert not is_safe_cut("xy", 1) and is_safe_cut("xy", 0) and is_safe_cut("xy", 2)
+    assert is_safe_cut("x\n  ", 2)  # blanks up to the end of the text
 
 
 def test_repo_context_is_the_header_then_each_file_entry() -> None:
@@ -72,24 +118,14 @@ def test_repo_context_is_the_header_then_each_file_entry() -> None:
     )
 
 
-def test_fim_defaults_are_the_servers_window_and_suffix() -> None:
+def test_fim_defaults_are_the_servers_suffix() -> None:
     prefix = "".join(f"line {i}\n" for i in range(2000))
     suffix = "".join(f"row {i}\n" for i in range(2000))
     prompt = fim_prompt("r", [], "a.py", prefix, suffix)
-    local = prompt.segments[2].text
-    assert local == prefix[local_window_start(prefix, LOCAL_WINDOW_CHARS) :]
     assert (
-        prompt.segments[3].text
+        prompt.segments[-1].text
         == f"{FIM_SUFFIX}{clip_suffix(suffix, DEFAULT_SUFFIX_CHARS)}{FIM_MIDDLE}"
     )
-
-
-def test_local_window_boundary_stays_put_while_typing() -> None:
-    prefix = "".join(f"line {i}\n" for i in range(500))
-    starts = {local_window_start(prefix + "y" * typed, 600) for typed in range(100)}
-    assert len(starts) == 1
-    start = starts.pop()
-    assert prefix[start - 1] == "\n" and len(prefix) - start >= 600
 
 
 def test_suffix_is_clipped_at_a_line_end() -> None:
@@ -213,7 +249,6 @@ def test_an_over_long_file_is_cut_at_a_point_that_typing_does_not_move() -> None
     cuts = set()
     for typed in range(0, 400, 7):
         prompt = fim_prompt("r", [], "a.py", prefix + "x" * typed, "", max_prefix_chars=20_000)
-        head = prompt.segments[1].text
-        cuts.add(head[len(f"{FILE_SEP}a.py\n{FIM_PREFIX}") :][:40])
-        assert len(prompt.segments[1].text) + len(prompt.segments[2].text) <= 20_100
+        cuts.add(prompt.segments[2].text[:40])
+        assert sum(len(s.text) for s in prompt.segments[1:-1]) <= 20_100
     assert len(cuts) == 1

@@ -9,7 +9,6 @@ comparison; `test_llama_cpp_does_not_normalize_to_nfc` pins that difference.
 
 from __future__ import annotations
 
-import re
 import shutil
 import unicodedata
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from engine.config import EngineConfig
-from engine.formats import FIM_STOPS, fim_prompt
+from engine.formats import FIM_STOPS, fim_prompt, is_safe_cut
 from engine.gguf_info import read_gguf_info
 from engine.host import LoadedModel
 from engine.local import LocalEngine
@@ -209,18 +208,6 @@ async def test_the_engine_stops_on_qwens_fim_stop_ids(
 
 # -- safe cuts ------------------------------------------------------------------------------
 
-# A cut between `a` and `b` keeps tokenize(a + b) == tokenize(a) + tokenize(b) when `a` ends
-# with a line break and `b` does not start with a whitespace run holding a line break. That
-# second condition is stricter than "b does not start with \r or \n": the `qwen2`
-# pre-tokenizer's `\s*[\r\n]+` takes a blank line's indentation together with the line breaks
-# around it, so "x\n" + "   \ny" is one pre-token "\n   \n" whole and two when cut.
-_LEADING_LINE_BREAK = re.compile(r"\s*[\r\n]")
-
-
-def is_safe_cut(a: str, b: str) -> bool:
-    return a.endswith("\n") and _LEADING_LINE_BREAK.match(b) is None
-
-
 _line = st.lists(_code_piece, max_size=12).map("".join)
 _lines = st.lists(_line, min_size=1, max_size=8).map("\n".join)
 
@@ -237,14 +224,17 @@ def vocabulary(request: pytest.FixtureRequest) -> Iterator[LoadedModel]:
 @settings(max_examples=200, deadline=None)
 @given(a=_lines.map(lambda text: text + "\n"), b=_lines)
 def test_a_cut_at_a_line_start_is_safe(vocabulary: LoadedModel, a: str, b: str) -> None:
-    assume(is_safe_cut(a, b))
+    # engine.formats.is_safe_cut: the rule the completion prompt's chunks are cut by.
+    assume(is_safe_cut(a + b, len(a)))
     whole = list(vocabulary.tokenize(a + b))
     assert whole == list(vocabulary.tokenize(a)) + list(vocabulary.tokenize(b))
 
 
 def test_a_cut_before_a_blank_line_with_spaces_is_not_safe(qwen_model: LoadedModel) -> None:
     a, b = "x = 1\n", "    \ny = 2\n"
-    assert not b.startswith(("\r", "\n")) and not is_safe_cut(a, b)
+    # the `qwen2` pre-tokenizer's `\s*[\r\n]+` takes a blank line's indentation together with
+    # the line breaks around it: "\n    \n" is one pre-token whole and two when cut.
+    assert not b.startswith(("\r", "\n")) and not is_safe_cut(a + b, len(a))
     whole, cut = qwen_model.tokenize(a + b), [*qwen_model.tokenize(a), *qwen_model.tokenize(b)]
     assert list(whole) != cut
     assert b"\n    \n" in [qwen_model.piece(token) for token in whole]

@@ -10,7 +10,10 @@ import gguf
 import llama_cpp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from engine.formats import fim_prompt, is_safe_cut
 from engine.testing import write_test_model
 from engine.testing.presets import PRESETS
 from engine.testing.vocab import CONTROL_TOKENS, USER_DEFINED_TOKENS
@@ -200,3 +203,29 @@ def test_the_geometry_preset_has_the_real_models_state_sizes(tmp_path: Path) -> 
     # Each token adds its K and V rows (+ 12 bytes of cell position and sequence ids).
     per_token = (full_32 - full_16) / 16
     assert info.kv_bytes_per_token <= per_token < info.kv_bytes_per_token + 32
+
+
+# Text with what decides where pre-tokens end: letters, digits, punctuation, blanks of every
+# kind (Unicode ones too) and line ends of every kind.
+_CUT_ALPHABET = "ab_Zé字1 \t\n\n\n\r\x0b\x0c\x85\u00a0\u2003\u3000.:(){}'\"#"
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=_CUT_ALPHABET, max_size=60))
+def test_tokens_of_the_pieces_at_safe_cuts_are_the_tokens_of_the_whole(
+    llm: llama_cpp.Llama, text: str
+) -> None:
+    """The property the completion prompt's layout rests on (engine.formats.is_safe_cut), for
+    the tokenizer the test models ship."""
+    whole = _tokenize(llm, text)
+    for at in range(1, len(text)):
+        if is_safe_cut(text, at):
+            assert _tokenize(llm, text[:at]) + _tokenize(llm, text[at:]) == whole, at
+
+
+def test_a_completion_prompt_has_the_tokens_of_its_whole_text(llm: llama_cpp.Llama) -> None:
+    source = Path(__file__).read_text()
+    for cursor in range(0, len(source), 997):
+        prompt = fim_prompt("r", [], "t.py", source[:cursor], source[cursor:], chunk_chars=300)
+        pieces = [t for s in prompt.segments for t in _tokenize(llm, s.text)]
+        assert pieces == _tokenize(llm, prompt.text)

@@ -152,3 +152,42 @@ async def test_a_completion_during_indexing_waits_and_the_cold_prefill_is_paid_o
         # Both prompts carry the repository context: the second re-reads only near the cursor.
         assert second["promptTokens"] == first["promptTokens"] > first["prefilledTokens"] / 2
         assert second["reusedTokens"] >= second["promptTokens"] - 3 * CHECKPOINT_INTERVAL, second
+
+
+def line_end(text: str, after: str) -> types.Position:
+    """The end of the line that starts with `after`."""
+    lines = text.split("\n")
+    row = next(n for n, line in enumerate(lines) if line.startswith(after))
+    return types.Position(line=row, character=len(lines[row]))
+
+
+async def test_going_back_to_a_spot_below_was_warmed_while_the_user_looked_elsewhere(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    text = source(40)
+    (project / "steps.py").write_text(text)
+    upper = line_end(text, "    return value * 3 ")
+    lower = line_end(text, "    return value * 30 ")
+    async with lsp_session(
+        workspace=project, initialization_options=options(tiny_model, tmp_path / "cache")
+    ) as (client, _):
+        uri = open_file(client, project / "steps.py")
+        await until_ready(client)
+        await complete(client, uri, lower)
+        await complete(client, uri, upper)
+        # The completion up there re-read its line; the state of the lower spot went with it.
+        # The server warms the lower spot's line start once the completion is done (the
+        # warm-up after the first completion, for accepting it, is far smaller).
+        state = await until_status(
+            client,
+            lambda s: s["lastWarmup"] is not None and s["lastWarmup"]["prefilledTokens"] > 100,
+        )
+        warmup = state["lastWarmup"]
+        assert warmup["warmup"] and not warmup["cancelled"], warmup
+        back = await complete(client, uri, lower)
+        assert back["warmupTokens"] == warmup["prefilledTokens"], back
+        # Only the line and the text after the cursor, not the 27 lines in between.
+        assert back["prefilledTokens"] < warmup["prefilledTokens"] / 2, back
+        assert state["engine"]["stats"]["interactive"]["requests"] == 2
