@@ -38,6 +38,9 @@ class EngineConfig:
     state_dir: str | os.PathLike[str] | None = None  # None: no persisted repository state
     persist_min_tokens: int = 1024
     persist_partials: int = 8  # recurrent-state checkpoints persisted with the resume point
+    # ... and at most this many bytes of them: a shutdown is over in well under a second even
+    # at real size (one Qwen3-Coder-Next checkpoint is 75.4 MiB: 2 of them, not 8).
+    persist_partial_bytes: int = 160 << 20
     state_cache_bytes: int = 16 << 30
     token_memo_entries: int = 4096  # segments: a long file is many chunks
     # False: every request prefills its whole prompt in a cleared state; no checkpoint is
@@ -72,6 +75,7 @@ class LaneConfig:
     prompt_cache_bytes: int
     persist_min_tokens: int
     persist_partials: int
+    persist_partial_bytes: int
     checkpoint_at_end: bool  # also snapshot the end of the prompt (prompts that grow by appends)
     kv_cache: KvCache
     prompt_cache: bool = True  # EngineConfig.prompt_cache
@@ -102,6 +106,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         prompt_cache_bytes=prompt_cache,
         persist_min_tokens=config.persist_min_tokens,
         persist_partials=config.persist_partials,
+        persist_partial_bytes=config.persist_partial_bytes,
         checkpoint_at_end=False,
         prompt_cache=config.prompt_cache,
         kv_cache=kv_cache,

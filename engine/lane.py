@@ -131,7 +131,11 @@ class LaneRunner:
             try:
                 # The resume point: editors reopen files where they were left.
                 if self.resume_point is not None:
-                    self.state.persist_up_to(self.resume_point, self.config.persist_partials)
+                    self.state.persist_up_to(
+                        self.resume_point,
+                        self.config.persist_partials,
+                        self.config.persist_partial_bytes,
+                    )
             except Exception:  # shutting down: a failed write only costs the next start
                 logger.exception("could not persist the resume point")
             session.close()

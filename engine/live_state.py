@@ -289,8 +289,9 @@ class LiveState:
     def _count(self, kind: str) -> None:
         self.restores[kind] = self.restores.get(kind, 0) + 1
 
-    def persist_up_to(self, pos: int, partials: int) -> None:
-        """Persist the state up to `pos` and up to `partials` checkpoints before it.
+    def persist_up_to(self, pos: int, partials: int, partial_bytes: int | None = None) -> None:
+        """Persist the state up to `pos` and up to `partials` checkpoints before it, of at most
+        `partial_bytes` together (None: no byte limit).
 
         Editors reopen files where they were left: after a restart the first completion then
         restores repository context, file prefix and local window from disk at once, and a
@@ -311,7 +312,7 @@ class LiveState:
             return
         self.set_live(self.live[:pos])
         self.store.save_async(digest, pos, session.snapshot(partial=False)).result()
-        for checkpoint in self._checkpoints_to_persist(pos, partials):
+        for checkpoint in self._checkpoints_to_persist(pos, partials, partial_bytes):
             self.store.save_async(
                 prefix_digest(self.live, checkpoint.pos),
                 checkpoint.pos,
@@ -320,14 +321,20 @@ class LiveState:
             )
         self.store.flush()
 
-    def _checkpoints_to_persist(self, pos: int, count: int) -> list[Checkpoint]:
-        """Up to `count` partial checkpoints before `pos`, spread evenly."""
+    def _checkpoints_to_persist(
+        self, pos: int, count: int, max_bytes: int | None
+    ) -> list[Checkpoint]:
+        """Up to `count` partial checkpoints before `pos` (and `max_bytes` of them), spread
+        evenly."""
         assert self.store is not None
         positions = [
             p
             for p in self.cache.partial_positions()
             if p < pos and not self.store.contains(prefix_digest(self.live, p), p)
         ]
+        if positions and max_bytes is not None:
+            size = self.cache.partial_at(positions[-1])
+            count = min(count, max_bytes // max(1, size.nbytes)) if size is not None else 0
         if not positions or count <= 0:
             return []
         step = max(1, len(positions) // count)

@@ -4,6 +4,7 @@ full prefill of the same tokens (tests/engine/helpers.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 import tempfile
@@ -33,6 +34,7 @@ from engine.segments import Prompt
 from tests.engine.helpers import (
     CODE,
     GREEDY,
+    N_BATCH,
     K,
     engine_config,
     fim,
@@ -632,3 +634,34 @@ async def test_switching_back_to_an_earlier_repository_context_restores_a_full_s
         assert gen.token_ids == await reference(engine, back, GREEDY.max_tokens)
     finally:
         await engine.close()
+
+
+@pytest.mark.parametrize("partial_bytes", [0, 1 << 30])
+async def test_the_checkpoints_persisted_at_shutdown_stay_within_their_byte_cap(
+    model_path: Path, tmp_path: Path, partial_bytes: int
+) -> None:
+    """At real size a checkpoint is 75.4 MiB: the cap, not the count, bounds a shutdown."""
+    engine = LocalEngine(
+        dataclasses.replace(
+            _persist_config(model_path, tmp_path), persist_partial_bytes=partial_bytes
+        )
+    )
+    await engine.start()
+    try:
+        await run(engine, REPO_PROMPT)
+    finally:
+        await engine.close()
+    store = StateStore(
+        tmp_path,
+        model_path=model_path,
+        context_signature=f"n_batch={N_BATCH}|seq=1|{KvCache().signature}|exact",
+        size_limit=1 << 30,
+    )
+    try:
+        partials = [entry for entry in store.candidates(0, 1 << 30) if entry[2] is not None]
+    finally:
+        store.close()
+    if partial_bytes == 0:
+        assert partials == []
+    else:
+        assert 1 <= len(partials) <= 8
