@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.models import bench_model  # noqa: E402
+from bench.models import add_model_arguments, bench_model  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.formats import (  # noqa: E402
     CHUNK_CHARS,
@@ -317,14 +317,7 @@ def measure_restart(args: argparse.Namespace, context: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contexts", default="1k,16k")
-    parser.add_argument("--model", type=Path, help="GGUF (default: the small test model)")
-    parser.add_argument(
-        "--vocabulary",
-        choices=["qwen", "bytes"],
-        default="qwen",
-        help="the test model's vocabulary: Qwen's real one (token counts as the real model's) "
-        "or the byte-level test vocabulary",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "bench")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--max-tokens", type=int, default=8)

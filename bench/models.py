@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -26,3 +27,15 @@ def bench_model(preset: PresetName, vocabulary: str = "qwen", cache_dir: Path = 
         write_test_model(path, preset=preset, seed=0, tokenizer=tokenizer)
         print(f"wrote {path} in {time.perf_counter() - started:.1f} s", flush=True)
     return path
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model and --vocabulary, as every benchmark on the generated models takes them."""
+    parser.add_argument("--model", type=Path, help="GGUF (default: the small test model)")
+    parser.add_argument(
+        "--vocabulary",
+        choices=["qwen", "bytes"],
+        default="qwen",
+        help="the test model's vocabulary: Qwen's real one (token counts as the real model's) "
+        "or the byte-level test vocabulary",
+    )

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.models import bench_model  # noqa: E402
+from bench.models import add_model_arguments, bench_model  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.formats import DEFAULT_SUFFIX_CHARS, FIM_STOPS  # noqa: E402
 from engine.local import LocalEngine  # noqa: E402
@@ -724,14 +724,7 @@ def run_child(args: argparse.Namespace, kind: str, budget: int, name: str = "") 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="1k,16k")
-    parser.add_argument("--model", type=Path, help="GGUF (default: the small test model)")
-    parser.add_argument(
-        "--vocabulary",
-        choices=["qwen", "bytes"],
-        default="qwen",
-        help="the test model's vocabulary: Qwen's real one (token counts as the real model's) "
-        "or the byte-level test vocabulary",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / ".cache" / "bench" / "patterns")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--max-tokens", type=int, default=8)
