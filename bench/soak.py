@@ -19,6 +19,10 @@ state's cap. It reports, with a verdict for each goal:
   leak: no more at the end);
 - completion latency (request to answer) over the first and the last 1,000 keystrokes.
 
+What is typed is undone once typed (rounds of the same lines, numbered), so that the
+documents, and with them the prompts, stay the size they were: growth then means a leak, not
+a longer file.
+
 A smoke run: `--keystrokes 300`.
 """
 
@@ -115,6 +119,19 @@ class Editor:
         change(self.client, uri, self.versions[uri], at, at, character)
         return self.position(uri)
 
+    def undo_typing(self, uri: str, length: int) -> None:
+        """Remove the `length` characters before the cursor in one change, as an undo does:
+        the documents stay the size they were, so the session's later prompts are no longer
+        than its first ones."""
+        end = self.position(uri)
+        offset = self.cursors[uri]
+        text = self.texts[uri]
+        self.cursors[uri] = offset - length
+        start = self.position(uri)
+        self.texts[uri] = text[: offset - length] + text[offset:]
+        self.versions[uri] += 1
+        change(self.client, uri, self.versions[uri], start, end, "")
+
     def save(self, uri: str) -> None:
         """As an editor saves: the file written, then didSave."""
         (self.root / Path(uri.removeprefix(self.root.as_uri() + "/"))).write_text(self.texts[uri])
@@ -136,6 +153,11 @@ def sample(state: dict[str, Any], cache: Path, keystroke: int) -> dict[str, Any]
         "lanes": lanes,
         "cacheBytes": tree_bytes(cache),
         "indexFiles": state["index"].get("files"),
+        # The latest completion: how much it read and where its time went.
+        "lastRequest": {
+            key: (state.get("lastRequest") or {}).get(key)
+            for key in ("promptTokens", "prefilledTokens", "restoreKind", "ms")
+        },
     }
 
 
@@ -172,11 +194,21 @@ async def soak(model: Path, keystrokes: int, work: Path) -> dict[str, Any]:
         await until_status(client, lambda s: s["index"]["state"].startswith("ready"))
         samples.append(sample(await status(client), cache, 0))
         started = time.perf_counter()
+        # Rounds of TYPED, each told apart by its number (no document state repeats), each
+        # undone once typed or when the user leaves the file.
+        rounds, typed = 0, 0
+        round_text = TYPED
         for keystroke in range(1, keystrokes + 1):
+            if keystroke % 400 == 0 or typed == len(round_text):
+                if typed:
+                    editor.undo_typing(uri, typed)
+                rounds, typed = rounds + 1, 0
+                round_text = TYPED.replace("running sum", f"running sum {rounds}")
             if keystroke % 400 == 0:
                 uri = editor.open(files[(keystroke // 400) % len(files)])
-            character = TYPED[keystroke % len(TYPED)]
+            character = round_text[typed]
             position = editor.type(uri, character)
+            typed += 1
             request = client.text_document_inline_completion_async(
                 inline_params(uri, position, invoked=False)
             )
