@@ -30,7 +30,7 @@ from qcn_lsp.completion_prompt import BuiltPrompt, CompletionPrompts, CursorText
 from qcn_lsp.errors import RequestFailed
 from qcn_lsp.services import Services
 from qcn_lsp.slow_start import SlowStart, reading_text
-from qcn_lsp.text_sync import line_content, line_end_of, open_text_document
+from qcn_lsp.text_sync import VERSION_AT_ARRIVAL, line_content, line_end_of, open_text_document
 from qcn_lsp.wire import report_dict
 
 if TYPE_CHECKING:
@@ -143,6 +143,8 @@ class Completer:
         lines = document.lines
         if position.line < 0 or position.character < 0:
             raise JsonRpcInvalidParams(f"position {position} is negative")
+        if VERSION_AT_ARRIVAL.get() not in (None, document.version):
+            return None  # typed on since it was asked: its position is for an older text
         if position.line > len(lines) or (position.line == len(lines) and position.character):
             raise JsonRpcInvalidParams(
                 f"position line {position.line} is beyond the document's {len(lines)} lines"

@@ -27,7 +27,7 @@ from qcn_lsp.lifecycle import Lifecycle
 from qcn_lsp.logs import use_level
 from qcn_lsp.services import SHUTTING_DOWN, Services
 from qcn_lsp.settings import Settings
-from qcn_lsp.text_sync import LspWorkspace
+from qcn_lsp.text_sync import VERSION_AT_ARRIVAL, LspWorkspace, open_text_document
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +117,23 @@ class QcnProtocol(LanguageServerProtocol):
             return
         super().handle_message(structured)
 
-    def _handle_request(self, msg_id: Any, *args: Any, **kwargs: Any) -> None:
+    def _handle_request(self, msg_id: Any, method: Any, params: Any, *args: Any) -> None:
         self._client_requests.add(msg_id)
+        # The handler's task copies this context when pygls creates it, here.
+        arrival = VERSION_AT_ARRIVAL.set(self._document_version(params))
         try:
-            super()._handle_request(msg_id, *args, **kwargs)
+            super()._handle_request(msg_id, method, params, *args)
         finally:
+            VERSION_AT_ARRIVAL.reset(arrival)
             if msg_id not in self._request_futures:  # answered at once (an unknown method...)
                 self._client_requests.discard(msg_id)
+
+    def _document_version(self, params: Any) -> int | None:
+        uri = getattr(getattr(params, "text_document", None), "uri", None)
+        if not isinstance(uri, str) or self._workspace is None:
+            return None
+        document = open_text_document(self.workspace, uri)
+        return None if document is None else document.version
 
     def _execute_handler(self, msg_id: Any, *args: Any, **kwargs: Any) -> None:
         super()._execute_handler(msg_id, *args, **kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote
 
@@ -46,6 +47,12 @@ def line_end_of(text: str) -> str:
     """The line end a text uses (its first one); `\\n` for a text without any."""
     match = re.search(r"\r\n|\r|\n", text)
     return match.group() if match else "\n"
+
+
+# The version the request's document had when the request arrived. A request's handler runs
+# after the notifications that followed it (the didChange of the next keystroke), so its
+# position may be for a text the document no longer has.
+VERSION_AT_ARRIVAL: ContextVar[int | None] = ContextVar("version_at_arrival", default=None)
 
 
 def open_text_document(workspace: Workspace, uri: str) -> TextDocument | None:

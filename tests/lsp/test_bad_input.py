@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,49 @@ def test_out_of_range_and_split_surrogate_positions(server: RawLspProcess, works
         assert "error" in resolved or "result" in resolved
     negative = server.request("textDocument/codeAction", code_action(uri, (-1, 0), (0, -5)))
     assert negative["error"]["code"] == INVALID_PARAMS
+
+
+@pytest.mark.parametrize("method", ["textDocument/inlineCompletion", "textDocument/completion"])
+def test_a_position_the_next_keystroke_removed_is_answered_empty(
+    server: RawLspProcess, workspace: Path, method: str
+) -> None:
+    """The request and the next didChange (an undo that removes the request's line) arrive
+    together, so the handler runs after the change: its position is for an older text, and
+    its answer is empty, not an invalid-position error."""
+    uri = (workspace / f"undone-{method.rsplit('/', 1)[1]}.py").as_uri()
+    open_document(server, uri, "x = 1\ntotal = compute(value)  # running sum\n")
+    request_id = 1000 + len(method)
+    position = {"line": 1, "character": 37}  # the end of the line
+    request = {
+        "id": request_id,
+        "method": method,
+        "params": {
+            "textDocument": {"uri": uri},
+            "position": position,
+            "context": {"triggerKind": 2},
+        },
+    }
+    undo = {
+        "method": "textDocument/didChange",
+        "params": {
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [
+                {
+                    "range": {
+                        "start": {"line": 1, "character": 0},
+                        "end": {"line": 2, "character": 0},
+                    },
+                    "text": "",
+                }
+            ],
+        },
+    }
+    bodies = [json.dumps({"jsonrpc": "2.0", **m}).encode() for m in (request, undo)]
+    assert server.proc.stdin is not None
+    server.proc.stdin.write(b"".join(b"Content-Length: %d\r\n\r\n" % len(b) + b for b in bodies))
+    server.proc.stdin.flush()
+    response = server.response(request_id)
+    assert "error" not in response, response
 
 
 def test_huge_and_binary_documents(server: RawLspProcess, workspace: Path) -> None:

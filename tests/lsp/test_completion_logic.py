@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -120,3 +121,37 @@ def test_debounce_adapts_to_typing() -> None:
         rhythm.record(t)
     assert debounce_s(75, rhythm, "x = ", invoked=False) == 0.075  # fast typist: floor
     assert debounce_s(0, rhythm, "x = ", invoked=False) == 0.0
+
+
+def test_a_request_for_a_text_the_document_no_longer_has_gets_no_cursor() -> None:
+    """VERSION_AT_ARRIVAL: the request arrived at version 1; by the time its handler ran, an
+    undo (version 2) had removed its line. Its position is then for an older text: no cursor
+    (an empty answer), never an invalid-position error; a request of the current version is
+    still checked."""
+    from types import SimpleNamespace
+
+    from lsprotocol import types
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    from qcn_lsp.completer import Completer
+    from qcn_lsp.text_sync import VERSION_AT_ARRIVAL, LspWorkspace
+
+    workspace = LspWorkspace(None, types.TextDocumentSyncKind.Incremental)
+    uri = "file:///w/undone.py"
+    workspace.put_text_document(
+        types.TextDocumentItem(uri=uri, language_id="python", version=2, text="x = 1\n")
+    )
+    completer = Completer.__new__(Completer)
+    completer.server = SimpleNamespace(workspace=workspace)  # type: ignore[assignment]
+    at_end_of_the_removed_line = types.Position(line=1, character=37)
+    arrival = VERSION_AT_ARRIVAL.set(1)
+    try:
+        assert completer.cursor(uri, at_end_of_the_removed_line) is None
+    finally:
+        VERSION_AT_ARRIVAL.reset(arrival)
+    arrival = VERSION_AT_ARRIVAL.set(2)
+    try:
+        with pytest.raises(JsonRpcInvalidParams):
+            completer.cursor(uri, at_end_of_the_removed_line)
+    finally:
+        VERSION_AT_ARRIVAL.reset(arrival)
