@@ -153,6 +153,7 @@ def sample(state: dict[str, Any], cache: Path, keystroke: int) -> dict[str, Any]
         "lanes": lanes,
         "cacheBytes": tree_bytes(cache),
         "indexFiles": state["index"].get("files"),
+        "indexBacklog": state["index"].get("pendingUpdates"),
         # The latest completion: how much it read and where its time went.
         "lastRequest": {
             key: (state.get("lastRequest") or {}).get(key)
@@ -180,7 +181,8 @@ async def soak(model: Path, keystrokes: int, work: Path) -> dict[str, Any]:
     }
     sample_every = max(1, min(SAMPLE_EVERY, keystrokes // 10))
     files = ["py/app/service.py", "py/app/models.py", "ts/shapes.ts", "go/geom/geom.go"]
-    latencies: list[tuple[int, float]] = []  # (keystroke, ms) of the awaited completions
+    # (keystroke, ms, file) of the awaited completions
+    latencies: list[tuple[int, float, str]] = []
     samples: list[dict[str, Any]] = []
     async with lsp_session(workspace=project, initialization_options=settings) as (client, _):
 
@@ -189,7 +191,8 @@ async def soak(model: Path, keystrokes: int, work: Path) -> dict[str, Any]:
             return types.ApplyWorkspaceEditResult(applied=False, failure_reason="soak")
 
         editor = Editor(client, project)
-        uri = editor.open(files[0])
+        current = files[0]
+        uri = editor.open(current)
         await until_ready(client)
         await until_status(client, lambda s: s["index"]["state"].startswith("ready"))
         samples.append(sample(await status(client), cache, 0))
@@ -205,7 +208,8 @@ async def soak(model: Path, keystrokes: int, work: Path) -> dict[str, Any]:
                 rounds, typed = rounds + 1, 0
                 round_text = TYPED.replace("running sum", f"running sum {rounds}")
             if keystroke % 400 == 0:
-                uri = editor.open(files[(keystroke // 400) % len(files)])
+                current = files[(keystroke // 400) % len(files)]
+                uri = editor.open(current)
             character = round_text[typed]
             position = editor.type(uri, character)
             typed += 1
@@ -220,7 +224,7 @@ async def soak(model: Path, keystrokes: int, work: Path) -> dict[str, Any]:
                 # Superseded by the engine (RequestCancelled): a normal answer too.
                 with contextlib.suppress(JsonRpcException):
                     await request
-                latencies.append((keystroke, (time.perf_counter() - begun) * 1000))
+                latencies.append((keystroke, (time.perf_counter() - begun) * 1000, current))
             if keystroke % 150 == 0:
                 editor.save(uri)
             # The first of each early, inside the warm-up: the background lane (its own llama
@@ -330,19 +334,32 @@ def report(result: dict[str, Any], keystrokes: int) -> None:
         print(f"{line}: {'ok' if held else 'FAILED'}")
     latencies = result["latencies"]
     window = min(LATENCY_WINDOW, keystrokes // 2)
-    head = [ms for keystroke, ms in latencies if keystroke <= window]
-    tail = [ms for keystroke, ms in latencies if keystroke > keystrokes - window]
+    head = [ms for keystroke, ms, _ in latencies if keystroke <= window]
+    tail = [ms for keystroke, ms, _ in latencies if keystroke > keystrokes - window]
     for name, part in ((f"first {window}", head), (f"last {window}", tail)):
         print(
             f"completion latency, {name} keystrokes ({len(part)} awaited): median "
             f"{statistics.median(part):.1f} ms, p95 {percentile(part, 0.95):.1f} ms"
         )
-    slowest = sorted(latencies, key=lambda pair: -pair[1])[:5]
-    print("slowest: " + ", ".join(f"keystroke {k} {ms:.0f} ms" for k, ms in slowest))
+    slowest = sorted(latencies, key=lambda row: -row[1])[:5]
+    print("slowest: " + ", ".join(f"keystroke {k} {ms:.0f} ms" for k, ms, _ in slowest))
     print(
         f"latency drift (median last / first): "
         f"{statistics.median(tail) / statistics.median(head):.2f}x"
     )
+    # The windows above hold different files (a switch every 400 keystrokes), whose prompts
+    # and completions differ: like with like is each file's first visit against its last.
+    for name in dict.fromkeys(file for _, _, file in latencies):
+        visits: dict[int, list[float]] = {}
+        for keystroke, ms, file in latencies:
+            if file == name:
+                visits.setdefault(keystroke // 400, []).append(ms)
+        first, last = visits[min(visits)], visits[max(visits)]
+        print(
+            f"{name}: median {statistics.median(first):.1f} ms on its first visit, "
+            f"{statistics.median(last):.1f} ms on its last ({len(visits)} visits): "
+            f"{statistics.median(last) / statistics.median(first):.2f}x"
+        )
     print(f"load average at the end: {os.getloadavg()}")
 
 
