@@ -16,6 +16,8 @@ class EngineConfig:
     model_path: str | os.PathLike[str]
     n_ctx: int = 0  # 0: the model's training context
     n_threads: int | None = None  # None: one per available core
+    # None: the cores the interactive lane leaves, at least one (see lane_configs)
+    background_n_threads: int | None = None
     n_gpu_layers: int = 0
     # Memory placement, as llama.cpp's --cpu-moe / --n-cpu-moe / -ctk / -ctv / -fa / mmap.
     cpu_moe: bool = False
@@ -96,11 +98,18 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         background_budget = int(config.background_checkpoint_memory_mb * (1 << 20))
     kv_cache = config.kv_cache  # checked before any model is loaded
     prompt_cache = int(config.prompt_cache_mb * (1 << 20))
+    cores = max(1, len(os.sched_getaffinity(0)))
+    n_threads = config.n_threads or cores
+    # llama.cpp's CPU backend runs on OpenMP, which stops spin-waiting for work once the
+    # process has more of its threads than cores: every parallel region then pays a thread
+    # wake-up (the interactive lane decoded 15x slower after the background lane's first
+    # request when both had all cores). So the lanes' threads stay within the cores together.
+    background_threads = config.background_n_threads or max(1, cores - n_threads)
     interactive = LaneConfig(
         name="interactive",
         n_ctx=n_ctx,
         n_batch=config.prefill_chunk,
-        n_threads=config.n_threads or max(1, len(os.sched_getaffinity(0))),
+        n_threads=n_threads,
         checkpoint_interval=config.checkpoint_interval,
         checkpoint_budget_bytes=budget,
         prompt_cache_bytes=prompt_cache,
@@ -115,6 +124,7 @@ def lane_configs(config: EngineConfig, n_ctx_train: int) -> tuple[LaneConfig, La
         interactive,
         name="background",
         n_ctx=config.background_n_ctx or min(n_ctx, 32768),
+        n_threads=background_threads,
         checkpoint_budget_bytes=background_budget,
         prompt_cache_bytes=(
             int(config.background_prompt_cache_mb * (1 << 20))

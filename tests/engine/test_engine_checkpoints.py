@@ -220,3 +220,19 @@ def test_stop_filter_emits_exactly_the_text_before_the_first_stop(
     else:
         assert stopped
         assert emitted == full[:cut]
+
+
+def test_the_lanes_threads_stay_within_the_cores() -> None:
+    """More OpenMP threads than cores make every llama.cpp parallel region wait for a thread
+    to wake up: the background lane gets the cores the interactive lane leaves, at least one."""
+    import os
+
+    from engine.config import EngineConfig, lane_configs
+
+    cores = len(os.sched_getaffinity(0))
+    interactive, background = lane_configs(EngineConfig(model_path="m.gguf"), 4096)
+    assert interactive.n_threads == cores and background.n_threads == 1
+    interactive, background = lane_configs(
+        EngineConfig(model_path="m.gguf", n_threads=1, background_n_threads=3), 4096
+    )
+    assert (interactive.n_threads, background.n_threads) == (1, 3)
