@@ -76,19 +76,7 @@ def raw_server(model: Path, tmp: Path, functions: int) -> tuple[RawLspProcess, s
     )
     server.send({"method": "initialized", "params": {}})
     uri = path.as_uri()
-    server.send(
-        {
-            "method": "textDocument/didOpen",
-            "params": {
-                "textDocument": {
-                    "uri": uri,
-                    "languageId": "python",
-                    "version": 1,
-                    "text": path.read_text(),
-                }
-            },
-        }
-    )
+    server.open_document(uri, path.read_text())
     while True:
         state = server.request("workspace/executeCommand", {"command": "qcn.status"})
         if state["result"]["engine"]["state"] == "ready":

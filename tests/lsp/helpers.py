@@ -276,6 +276,22 @@ class RawLspProcess:
         self.send({"id": self._next_id, "method": method, "params": params})
         return self._next_id
 
+    def open_document(self, uri: str, text: str, language_id: str = "python") -> None:
+        """textDocument/didOpen at version 1."""
+        self.send(
+            {
+                "method": "textDocument/didOpen",
+                "params": {
+                    "textDocument": {
+                        "uri": uri,
+                        "languageId": language_id,
+                        "version": 1,
+                        "text": text,
+                    }
+                },
+            }
+        )
+
     def response(self, request_id: int) -> dict[str, Any]:
         """The response to `request_id`; responses to other requests read meanwhile are kept."""
         while request_id not in self.responses:

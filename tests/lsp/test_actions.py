@@ -147,19 +147,7 @@ def test_clients_without_resolve_support_get_a_command(project: Path) -> None:
         result = server.initialize(rootUri=project.as_uri())["result"]
         assert "qcn.runCodeAction" in result["capabilities"]["executeCommandProvider"]["commands"]
         uri = (project / "calc.py").as_uri()
-        server.send(
-            {
-                "method": "textDocument/didOpen",
-                "params": {
-                    "textDocument": {
-                        "uri": uri,
-                        "languageId": "python",
-                        "version": 1,
-                        "text": SOURCE,
-                    }
-                },
-            }
-        )
+        server.open_document(uri, SOURCE)
         params = LSP_CONVERTER.unstructure(action_params(uri, selection=False))
         [fix] = server.request("textDocument/codeAction", params)["result"]
         assert "edit" not in fix

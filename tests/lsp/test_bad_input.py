@@ -36,14 +36,7 @@ def server(workspace: Path) -> Iterator[RawLspProcess]:
 
 
 def open_document(server: RawLspProcess, uri: str, text: str) -> None:
-    server.send(
-        {
-            "method": "textDocument/didOpen",
-            "params": {
-                "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}
-            },
-        }
-    )
+    server.open_document(uri, text)
 
 
 def code_action(uri: str, start: tuple[int, int], end: tuple[int, int]) -> dict[str, Any]:

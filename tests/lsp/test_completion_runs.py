@@ -213,14 +213,7 @@ def test_expected_outcomes_are_one_log_line_not_a_traceback(tmp_path: Path) -> N
     try:
         server.initialize()
         uri = (tmp_path / "a.py").as_uri()
-        server.send(
-            {
-                "method": "textDocument/didOpen",
-                "params": {
-                    "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x"}
-                },
-            }
-        )
+        server.open_document(uri, "x")
         position = {"line": 0, "character": 1}
         invoked = {
             "textDocument": {"uri": uri},

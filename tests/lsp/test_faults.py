@@ -264,19 +264,7 @@ def test_a_full_disk_costs_the_caches_only(tiny_model: Path, project: Path, tmp_
         },
     )
     server.send({"method": "initialized", "params": {}})
-    server.send(
-        {
-            "method": "textDocument/didOpen",
-            "params": {
-                "textDocument": {
-                    "uri": path.as_uri(),
-                    "languageId": "python",
-                    "version": 1,
-                    "text": path.read_text(),
-                }
-            },
-        }
-    )
+    server.open_document(path.as_uri(), path.read_text())
     try:
         for _ in range(600):
             state = server.request("workspace/executeCommand", {"command": "qcn.status"})["result"]

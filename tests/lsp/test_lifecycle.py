@@ -55,19 +55,7 @@ def start(
 
 def open_document(server: RawLspProcess, path: Path) -> str:
     uri = path.as_uri()
-    server.send(
-        {
-            "method": "textDocument/didOpen",
-            "params": {
-                "textDocument": {
-                    "uri": uri,
-                    "languageId": "python",
-                    "version": 1,
-                    "text": path.read_text(),
-                }
-            },
-        }
-    )
+    server.open_document(uri, path.read_text())
     return uri
 
 

@@ -226,14 +226,7 @@ def test_the_servers_copy_follows_random_edits(
 ) -> None:
     initial, edits = trace
     uri = f"file:///random/{sha256(json.dumps([initial, repr(edits)]))[:16]}.py"
-    server.send(
-        {
-            "method": "textDocument/didOpen",
-            "params": {
-                "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": initial}
-            },
-        }
-    )
+    server.open_document(uri, initial)
     text = initial
     for version, edit in enumerate(edits, start=2):
         text = edit.apply(text)
@@ -299,14 +292,7 @@ def test_percent_encoded_uris_name_the_open_document(server: RawLspProcess) -> N
     """VS Code percent-encodes URIs (`a%20b.py`); pygls keys documents by the decoded one."""
     uri = "file:///work%20space/a%20b.py"
     text = "def f():\n    return 1\n"
-    server.send(
-        {
-            "method": "textDocument/didOpen",
-            "params": {
-                "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}
-            },
-        }
-    )
+    server.open_document(uri, text)
     selection = {"start": {"line": 0, "character": 0}, "end": {"line": 1, "character": 4}}
     actions = server.request(
         "textDocument/codeAction",
